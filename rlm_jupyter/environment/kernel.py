@@ -1,0 +1,412 @@
+"""The REPL environment: a dedicated ipykernel child process driven with jupyter_client.
+
+Never the user's own kernel: whatever the model's code does (loop, exit, crash), the user's
+kernel and its variables are untouched. The kernel is started from a private kernelspec
+(``sys.executable -m ipykernel_launcher``) with an environment stripped of provider
+credentials, gets ``context`` from a private temporary file (never through the code string),
+and reaches the parent's LM only through the sub-call channel (:mod:`.channel`).
+
+Outputs are the kernel's real Jupyter messages (``stream``, ``display_data``,
+``execute_result``, ``error`` on the IOPub channel, Jupyter messaging protocol 5.x), stored
+as nbformat v4 output dicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pickle
+import queue
+import re
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any
+
+import nbformat
+from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+
+from ..core.context import ContextError
+from ..core.protocols import ExecResult, SubcallHandler
+from .channel import SubcallServer
+
+# Environment variables never passed to the kernel (credentials of providers and clouds).
+SECRET_ENV_PATTERNS = [
+    r".*_API_KEY$",
+    r".*_API_KEYS$",
+    r".*_KEY$",
+    r".*_TOKEN$",
+    r".*_SECRET.*",
+    r".*PASSWORD.*",
+    r"^AWS_.*",
+    r"^AZURE_.*",
+    r"^GOOGLE_APPLICATION_CREDENTIALS$",
+    r"^VERTEX.*",
+    r"^OPENAI.*",
+    r"^ANTHROPIC.*",
+    r"^GEMINI.*",
+    r"^HF_TOKEN$",
+    r"^HUGGING.*TOKEN.*",
+    r"^LITELLM_.*",
+    r"^JPY_.*",
+]
+_SECRET_RE = re.compile("|".join(SECRET_ENV_PATTERNS), re.IGNORECASE)
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+INTERRUPT_GRACE_SECONDS = 5.0
+
+
+class EnvironmentError_(RuntimeError):
+    """The environment kernel could not be started or stopped responding for good."""
+
+
+def kernel_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``base`` (default ``os.environ``) without provider credentials."""
+    base = dict(os.environ if base is None else base)
+    return {k: v for k, v in base.items() if not _SECRET_RE.match(k)}
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI_RE.sub("", text)
+
+
+def outputs_to_text(outputs: list[dict]) -> str:
+    """Plain text of nbformat outputs, as the root LM sees them.
+
+    ``stream`` text as is; ``execute_result``/``display_data`` their ``text/plain`` (with a
+    note for images and HTML without text); ``error`` its traceback without ANSI colours.
+    """
+    parts: list[str] = []
+    for out in outputs:
+        ot = out.get("output_type")
+        if ot == "stream":
+            parts.append(out.get("text", ""))
+        elif ot in ("execute_result", "display_data"):
+            data = out.get("data", {})
+            if "text/plain" in data:
+                text = data["text/plain"]
+                parts.append((text if isinstance(text, str) else "".join(text)) + "\n")
+            others = [k for k in data if k != "text/plain"]
+            if any(k.startswith("image/") for k in others):
+                parts.append(f"[{', '.join(k for k in others if k.startswith('image/'))} output shown to the user]\n")
+        elif ot == "error":
+            tb = out.get("traceback") or [f"{out.get('ename')}: {out.get('evalue')}"]
+            parts.append(strip_ansi("\n".join(tb)) + "\n")
+    return "".join(parts)
+
+
+def prepare_context(context: Any, directory: str) -> tuple[str, str]:
+    """Write ``context`` to a private file in ``directory``; returns ``(path, kind)``.
+
+    ``str`` is written as UTF-8 text, ``bytes`` raw, anything else pickled (protocol 5) in
+    the parent. Nothing is ever unpickled from the kernel.
+
+    Raises:
+        ContextError: the value cannot be pickled.
+    """
+    fd, path = tempfile.mkstemp(prefix="context-", dir=directory)
+    with os.fdopen(fd, "wb") as f:
+        if isinstance(context, str):
+            f.write(context.encode("utf-8", errors="surrogatepass"))
+            return path, "text"
+        if isinstance(context, (bytes, bytearray, memoryview)):
+            f.write(bytes(context))
+            return path, "bytes"
+        try:
+            pickle.dump(context, f, protocol=5)
+        except Exception as exc:
+            raise ContextError(
+                f"the context ({type(context).__name__}) cannot be pickled to send it to the REPL environment: "
+                f"{type(exc).__name__}: {exc}. Convert it to a str, list or dict first."
+            ) from None
+    return path, "pickle"
+
+
+class KernelREPL:
+    """A persistent Python REPL in a dedicated ipykernel (implements ``REPLEnvironment``).
+
+    Args:
+        timeout: default per-block timeout in seconds (interrupt, then restart if needed).
+        startup_timeout: seconds to wait for the kernel to answer ``kernel_info``.
+        python: interpreter of the kernel (default: this one, so it imports rlm_jupyter).
+        extra_env: variables added to the kernel's (credential-free) environment.
+
+    Attributes:
+        restarts: how many times the kernel was restarted.
+        load_seconds: time of the last context load (write + read in the kernel).
+    """
+
+    def __init__(
+        self,
+        timeout: float = 120.0,
+        startup_timeout: float = 60.0,
+        python: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.startup_timeout = startup_timeout
+        self.python = python or sys.executable
+        self.extra_env = dict(extra_env or {})
+        self.workdir = tempfile.mkdtemp(prefix="rlm-env-")
+        os.chmod(self.workdir, 0o700)
+        self.km: AsyncKernelManager | None = None
+        self.kc = None
+        self.server: SubcallServer | None = None
+        self._context_file: tuple[str, str] | None = None
+        self.restarts = 0
+        self.load_seconds: float | None = None
+
+    # -- life cycle -------------------------------------------------------------------
+    def _kernelspec_manager(self) -> KernelSpecManager:
+        spec_dir = os.path.join(self.workdir, "kernels", "rlm-env")
+        os.makedirs(spec_dir, exist_ok=True)
+        spec = {
+            "argv": [
+                self.python,
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                "{connection_file}",
+                "--HistoryManager.enabled=False",
+                "--InteractiveShellApp.exec_lines=[]",
+            ],
+            "display_name": "rlm_jupyter REPL environment",
+            "language": "python",
+            "interrupt_mode": "signal",
+        }
+        with open(os.path.join(spec_dir, "kernel.json"), "w") as f:
+            json.dump(spec, f)
+        return KernelSpecManager(kernel_dirs=[os.path.join(self.workdir, "kernels")])
+
+    def _env(self) -> dict[str, str]:
+        env = kernel_env()
+        ipdir = os.path.join(self.workdir, "ipython")
+        os.makedirs(ipdir, exist_ok=True)
+        env["IPYTHONDIR"] = ipdir
+        env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+        env.update(self.extra_env)
+        return env
+
+    async def start(self, handler: SubcallHandler) -> None:
+        """Start the sub-call server and the kernel, and install the REPL helpers.
+
+        Raises:
+            EnvironmentError_: the kernel did not become ready within ``startup_timeout``.
+        """
+        self.server = SubcallServer(handler, directory=self.workdir)
+        await self.server.start()
+        self.km = AsyncKernelManager(
+            kernel_name="rlm-env",
+            kernel_spec_manager=self._kernelspec_manager(),
+            connection_file=os.path.join(self.workdir, "kernel.json"),
+            transport="ipc",
+            ip=os.path.join(self.workdir, "k"),
+        )
+        await self.km.start_kernel(env=self._env(), cwd=self.workdir)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        try:
+            await self.kc.wait_for_ready(timeout=self.startup_timeout)
+        except RuntimeError as exc:
+            await self.shutdown()
+            raise EnvironmentError_(f"the REPL environment kernel did not start: {exc}") from None
+        await self._bootstrap()
+
+    async def _silent(self, code: str, user_expressions: dict | None = None, timeout: float = 60.0) -> dict:
+        """Run code silently (no outputs, no history); returns the execute_reply content."""
+        msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions=user_expressions or {})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reply = await self._shell_reply(msg_id, min(1.0, deadline - time.monotonic()))
+            if reply:
+                return reply
+            if not await self.km.is_alive():
+                raise EnvironmentError_("the REPL environment kernel died")
+        raise EnvironmentError_("the REPL environment kernel did not answer")
+
+    async def _bootstrap(self) -> None:
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        code = (
+            "import sys as _rlm_sys\n"
+            f"_rlm_sys.path.append({pkg_parent!r})\n"
+            "from rlm_jupyter.environment import kernel_side as _rlm_ks\n"
+            f"_rlm_ks.install(get_ipython(), {self.server.path!r}, {self.server.token!r})\n"
+            "del _rlm_sys\n"
+        )
+        reply = await self._silent(code)
+        if reply.get("status") != "ok":
+            raise EnvironmentError_(f"REPL bootstrap failed: {reply.get('ename')}: {reply.get('evalue')}")
+
+    async def load_context(self, context: Any) -> float:
+        """Make ``context`` the kernel's ``context`` variable; returns seconds taken.
+
+        Raises:
+            ContextError: the value cannot be pickled, or the kernel could not load it (e.g. a
+                pickled class whose module the kernel cannot import).
+        """
+        t0 = time.monotonic()
+        if self._context_file is not None and os.path.exists(self._context_file[0]):
+            os.unlink(self._context_file[0])
+        self._context_file = prepare_context(context, self.workdir)
+        await self._load_context_file()
+        self.load_seconds = time.monotonic() - t0
+        return self.load_seconds
+
+    async def _load_context_file(self) -> None:
+        path, kind = self._context_file
+        reply = await self._silent(f"_rlm_ks.load_context({path!r}, {kind!r})", timeout=600)
+        if reply.get("status") != "ok":
+            raise ContextError(f"the REPL environment could not load the context: {reply.get('ename')}: {reply.get('evalue')}")
+
+    async def restart(self) -> None:
+        """Restart the kernel, re-install the helpers and reload ``context``."""
+        self.restarts += 1
+        await self.km.restart_kernel(now=True)
+        await self.kc.wait_for_ready(timeout=self.startup_timeout)
+        await self._bootstrap()
+        if self._context_file is not None:
+            await self._load_context_file()
+
+    async def shutdown(self) -> None:
+        """Stop the kernel and the sub-call server and remove the private files. Idempotent."""
+        try:
+            if self.kc is not None:
+                self.kc.stop_channels()
+            if self.km is not None and self.km.has_kernel:
+                await self.km.shutdown_kernel(now=True)
+        finally:
+            self.kc = None
+            self.km = None
+            if self.server is not None:
+                await self.server.close()
+                self.server = None
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- execution ----------------------------------------------------------------------
+    async def execute(self, code: str, timeout: float | None = None) -> ExecResult:
+        """Run ``code`` as one cell; returns its outputs and status.
+
+        A block still running after ``timeout`` seconds is interrupted (SIGINT); if the kernel
+        does not come back within a few seconds it is restarted and ``context`` reloaded. A
+        kernel that dies is restarted the same way. Either way the result says so in
+        ``notice`` and the run goes on.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        t0 = time.monotonic()
+        msg_id = self.kc.execute(
+            code,
+            silent=False,
+            store_history=True,
+            allow_stdin=False,
+            user_expressions={"answer": "_rlm_ks.take_answer()", "fixed": "_rlm_ks.restore_helpers()"},
+        )
+        outputs: list[dict] = []
+        state = {"idle": False}
+        deadline = t0 + timeout
+        interrupted = False
+        notice = None
+        while not state["idle"]:
+            now = time.monotonic()
+            if now >= deadline:
+                if not interrupted:
+                    interrupted = True
+                    await self.km.interrupt_kernel()
+                    deadline = now + INTERRUPT_GRACE_SECONDS
+                    continue
+                await self.restart()
+                return self._lost(outputs, "timeout", t0, (
+                    f"The code ran longer than {timeout:g} s and did not stop when interrupted, so the REPL "
+                    "environment was restarted: `context` was reloaded, other variables were lost."
+                ))
+            try:
+                msg = await self.kc.get_iopub_msg(timeout=min(deadline - now, 0.5))
+            except queue.Empty:
+                if not await self.km.is_alive():
+                    await self.restart()
+                    return self._lost(outputs, "died", t0, (
+                        "The REPL environment kernel died while running this code (for example os._exit, a crash, "
+                        "or running out of memory). It was restarted: `context` was reloaded, other variables were lost."
+                    ))
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                self._add_output(msg, outputs, state)
+        reply = await self._shell_reply(msg_id, INTERRUPT_GRACE_SECONDS)
+        status = "ok" if reply.get("status") == "ok" else "error"
+        if interrupted:
+            status = "timeout"
+            notice = f"The code ran longer than {timeout:g} s and was interrupted (KeyboardInterrupt)."
+        answer = None
+        ue = reply.get("user_expressions") or {}
+        if ue.get("answer", {}).get("status") == "ok":
+            answer = _literal_json(ue["answer"]["data"].get("text/plain"))
+        if ue.get("fixed", {}).get("status") == "ok":
+            fixed = _literal_json(ue["fixed"]["data"].get("text/plain")) or []
+            if fixed:
+                notice = (notice + " " if notice else "") + (
+                    f"Your code deleted or replaced {', '.join(fixed)}; the REPL's versions were restored."
+                )
+        return ExecResult(
+            outputs,
+            outputs_to_text(outputs),
+            status,
+            time.monotonic() - t0,
+            execution_count=reply.get("execution_count"),
+            answer=answer,
+            notice=notice,
+        )
+
+    @staticmethod
+    def _lost(outputs: list[dict], status: str, t0: float, notice: str) -> ExecResult:
+        return ExecResult(outputs, outputs_to_text(outputs), status, time.monotonic() - t0, notice=notice)
+
+    async def _shell_reply(self, msg_id: str, timeout: float) -> dict:
+        """The execute_reply content for ``msg_id`` (skipping stale replies); {} on timeout."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                reply = await self.kc.get_shell_msg(timeout=remaining)
+            except queue.Empty:
+                break
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply["content"]
+        return {}
+
+    @staticmethod
+    def _add_output(msg: dict, outputs: list[dict], state: dict) -> None:
+        mt = msg["header"]["msg_type"]
+        content = msg["content"]
+        if mt == "status":
+            if content.get("execution_state") == "idle":
+                state["idle"] = True
+            return
+        if mt == "clear_output":
+            outputs.clear()
+            return
+        if mt not in ("stream", "display_data", "execute_result", "error"):
+            return
+        out = nbformat.v4.output_from_msg(msg)
+        if mt == "stream" and outputs and outputs[-1].get("output_type") == "stream" and outputs[-1].get("name") == out.get("name"):
+            outputs[-1]["text"] += out["text"]
+            return
+        outputs.append(out)
+
+    async def variable_text(self, name: str) -> str | None:
+        """``str`` of REPL variable ``name`` (looked up by name, never evaluated), or ``None``."""
+        reply = await self._silent("", user_expressions={"v": f"_rlm_ks.value_text({name!r})"})
+        v = (reply.get("user_expressions") or {}).get("v", {})
+        if v.get("status") != "ok":
+            return None
+        found, text = _literal_json(v["data"].get("text/plain"))
+        return text if found else None
+
+
+def _literal_json(text: str | None) -> Any:
+    """Decode a user-expression result: the repr of a JSON string, parsed without eval."""
+    import ast
+
+    if text is None:
+        return None
+    return json.loads(ast.literal_eval(text))

@@ -1,0 +1,50 @@
+"""Import litellm the offline-safe way.
+
+litellm fetches its model price map from the internet at import unless
+``LITELLM_LOCAL_MODEL_COST_MAP=True`` is set first (``../shared/LOCAL_MODEL.md``): on a machine
+without internet the import retries and prints warnings. Every module of this package gets
+litellm from :func:`litellm_module`, never by importing it directly first.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+_lock = threading.Lock()
+_registered: dict[str, object] = {}
+
+
+def litellm_module():
+    """The ``litellm`` module, imported with the local price map and quiet logging."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_TELEMETRY", "False")
+    import logging
+
+    import litellm
+
+    # register_model() warns about cache-token prices of every custom model: not our concern.
+    logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm
+
+
+def register_provider(name: str, handler: object) -> None:
+    """Register a ``litellm.CustomLLM`` handler as provider ``name`` (idempotent per name).
+
+    After this, model ids ``"<name>/<model>"`` are routed to ``handler`` by
+    ``litellm.completion``/``acompletion``.
+    """
+    litellm = litellm_module()
+    with _lock:
+        _registered[name] = handler
+        litellm.custom_provider_map = [m for m in litellm.custom_provider_map if m.get("provider") != name]
+        litellm.custom_provider_map.append({"provider": name, "custom_handler": handler})
+        if name not in litellm._custom_providers:
+            litellm._custom_providers.append(name)
+
+
+def registered_handler(name: str) -> object | None:
+    """The handler registered under ``name`` by :func:`register_provider`, if any."""
+    return _registered.get(name)

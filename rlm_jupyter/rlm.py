@@ -1,0 +1,251 @@
+"""The public entry point: :class:`RLM`.
+
+``RLM`` wires the core loop (:mod:`rlm_jupyter.core.loop`) to litellm
+(:mod:`rlm_jupyter.lm.client`) and to a Jupyter-kernel REPL environment
+(:mod:`rlm_jupyter.environment.kernel`). Its settings are traitlets, so in IPython
+``%config RLM.model = "gpt-5"`` (or ``c.RLM.model`` in ``ipython_config.py``) sets defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+from traitlets import Bool, Dict, Float, Int, Unicode, Enum, default
+from traitlets.config import Configurable
+
+from .core import events as ev
+from .core.context import ContextError, normalize_context
+from .core.limits import Budget, Limits
+from .core.loop import RLMNode, RunSettings, RunTree
+from .core.trajectory import RLMResult, Trajectory
+
+# Provider keys checked, in order, when no model is configured: (env var, root, sub).
+CLOUD_DEFAULTS = [
+    ("OPENAI_API_KEY", "gpt-5", "gpt-5-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
+    ("GEMINI_API_KEY", "gemini/gemini-2.5-pro", "gemini/gemini-2.5-flash"),
+]
+
+
+def default_models(env: dict[str, str] | None = None) -> tuple[str, str]:
+    """``(root, sub)`` model ids used when none is configured.
+
+    The first provider whose key is set in ``env`` (default ``os.environ``) wins (see
+    :data:`CLOUD_DEFAULTS`; paper setup: GPT-5 root, GPT-5-mini sub-calls); with no key, the
+    embedded offline model for both.
+    """
+    from .lm import local
+
+    env = os.environ if env is None else env
+    for key, root, sub in CLOUD_DEFAULTS:
+        if env.get(key):
+            return root, sub
+    return local.MODEL_ID, local.MODEL_ID
+
+
+class RLM(Configurable):
+    """A Recursive Language Model whose REPL environment is a Jupyter kernel.
+
+    Every setting is a configurable trait (``RLM(model=..., max_iterations=...)``, or
+    ``%config RLM.<name>`` in IPython). Limits are tree-wide: they cover the root, every
+    sub-call and every child RLM.
+    """
+
+    model = Unicode("", help="litellm model id of the root LM ('' = default: a provider key's model, else the embedded model).").tag(config=True)
+    sub_model = Unicode("", help="litellm model id for sub-calls (llm_query); '' = the root model, or the provider's smaller model.").tag(config=True)
+    max_iterations = Int(30, help="Root-LM turns per RLM before a forced final answer.").tag(config=True)
+    max_depth = Int(1, help="Recursion depth; 1 = rlm_query is a plain sub-call (paper).").tag(config=True)
+    max_subcalls = Int(1000, allow_none=True, help="Sub-calls in the whole tree (None = unlimited).").tag(config=True)
+    max_tokens = Int(None, allow_none=True, help="Input+output tokens over the whole tree.").tag(config=True)
+    max_usd = Float(None, allow_none=True, help="US dollars over the whole tree.").tag(config=True)
+    max_seconds = Float(None, allow_none=True, help="Wall-clock seconds for the whole run.").tag(config=True)
+    timeout = Float(120.0, help="Per-code-block timeout in seconds (interrupt, then restart the kernel).").tag(config=True)
+    max_output_chars = Int(20_000, help="REPL output shown to the root LM per block, in characters.").tag(config=True)
+    concurrency = Int(16, help="Sub-calls in flight at once (llm_query_batched).").tag(config=True)
+    prompt_style = Enum(["auto", "standard", "small"], "auto", help="'small' adds a worked example for small models; 'auto' picks it for the embedded model.").tag(config=True)
+    constrain_root = Enum(["auto", "on", "off"], "auto", help="Grammar-constrain the embedded root model's replies to one repl block or one FINAL ('auto' = on for the embedded model).").tag(config=True)
+    num_retries = Int(4, help="Retries of an LM call on rate limits, 5xx, timeouts.").tag(config=True)
+    retry_backoff = Float(1.0, help="First retry delay in seconds (doubles each retry).").tag(config=True)
+    lm_timeout = Float(600.0, help="Per-request LM timeout in seconds.").tag(config=True)
+    completion_kwargs = Dict(help="Extra keyword arguments for every litellm call (api_base, temperature, ...).").tag(config=True)
+    kernel_python = Unicode("", help="Python interpreter of the environment kernel ('' = this one).").tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.runs: list[RLMResult] = []
+
+    # -- resolution -----------------------------------------------------------------------
+    def resolved_models(self) -> tuple[str, str]:
+        """The ``(root, sub)`` model ids this RLM will call."""
+        root, sub = self.model, self.sub_model
+        if not root:
+            root, default_sub = default_models()
+            sub = sub or default_sub
+        return root, sub or root
+
+    def _settings(self, root: str, sub: str) -> RunSettings:
+        from .lm import local
+        from .lm.client import context_window_tokens
+
+        for m in {root, sub}:
+            if m.startswith(local.PROVIDER + "/"):
+                local.register()
+        is_local = root.startswith(local.PROVIDER + "/")
+        style = self.prompt_style if self.prompt_style != "auto" else ("small" if is_local else "standard")
+        root_kwargs: dict[str, Any] = {}
+        if is_local:
+            root_kwargs.update(temperature=0.0, max_tokens=512)
+            if self.constrain_root == "on" or (self.constrain_root == "auto"):
+                root_kwargs["rlm_grammar"] = "root"
+        elif self.constrain_root == "on":
+            raise ValueError("constrain_root='on' needs the embedded model as root (a llama.cpp grammar)")
+        sub_kwargs: dict[str, Any] = {}
+        if sub.startswith(local.PROVIDER + "/"):
+            sub_kwargs.update(temperature=0.0, max_tokens=512)
+        return RunSettings(
+            model=root,
+            sub_model=sub,
+            prompt_style=style,
+            max_output_chars=self.max_output_chars if not (is_local and self.max_output_chars == 20_000) else 4_000,
+            block_timeout=self.timeout,
+            concurrency=self.concurrency,
+            root_kwargs=root_kwargs,
+            sub_kwargs=sub_kwargs,
+            sub_window_tokens=context_window_tokens(sub),
+        )
+
+    def _limits(self) -> Limits:
+        return Limits(
+            max_iterations=self.max_iterations,
+            max_depth=self.max_depth,
+            max_subcalls=self.max_subcalls,
+            max_tokens=self.max_tokens,
+            max_usd=self.max_usd,
+            max_seconds=self.max_seconds,
+        )
+
+    # -- running --------------------------------------------------------------------------
+    async def acompletion(
+        self,
+        query: str,
+        context: Any,
+        on_event: Callable[[ev.Event], None] | None = None,
+    ) -> RLMResult:
+        """Answer ``query`` about ``context`` with an RLM (paper arXiv 2512.24601, Algorithm 1).
+
+        Args:
+            query: the question (str).
+            context: str, bytes, list, dict, a pandas DataFrame, any picklable value, or a
+                ``pathlib.Path`` of a file (read as text) or folder (dict of relative path →
+                text). It lives only in the REPL environment; the root LM never sees it.
+            on_event: called with every :class:`~rlm_jupyter.core.events.Event` of the run,
+                from the event loop's thread.
+
+        Returns:
+            :class:`RLMResult` (also for runs stopped by a limit, a provider error or
+            cancellation: ``status`` says which, the partial trajectory is kept).
+
+        Raises:
+            ContextError: the context cannot be pickled or loaded.
+            FileNotFoundError: a ``Path`` context does not exist.
+            TypeError: ``query`` is not a str.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, not {type(query).__name__}")
+        context = normalize_context(context)
+        _check_picklable(context)
+        root, sub = self.resolved_models()
+        settings = self._settings(root, sub)
+        from .environment.kernel import KernelREPL
+        from .lm.client import LMClient
+
+        lm = LMClient(
+            num_retries=self.num_retries,
+            backoff_seconds=self.retry_backoff,
+            timeout_seconds=self.lm_timeout,
+            completion_kwargs=dict(self.completion_kwargs),
+        )
+        bus = ev.EventBus(run_id=uuid.uuid4().hex[:12])
+        traj = Trajectory()
+        bus.subscribe(traj.apply)
+        if on_event is not None:
+            bus.subscribe(on_event)
+        budget = Budget(self._limits())
+        python = self.kernel_python or None
+        tree = RunTree(settings, lm, lambda node: KernelREPL(timeout=self.timeout, python=python), bus, budget)
+        node = RLMNode(tree)
+        t0 = time.monotonic()
+        try:
+            res = await node.run(query, context)
+            status, answer, message = res.status, res.answer, res.message
+        except asyncio.CancelledError:
+            status, answer, message = "stopped", None, "stopped by the user"
+        result = RLMResult(answer, status, message, traj, budget.usage, time.monotonic() - t0)
+        self.runs.append(result)
+        return result
+
+    def completion(self, query: str, context: Any, on_event: Callable[[ev.Event], None] | None = None) -> RLMResult:
+        """Synchronous :meth:`acompletion`; safe inside a running event loop (Jupyter).
+
+        The run gets its own event loop in a worker thread, so this works inside a running loop too. A
+        ``KeyboardInterrupt`` (Jupyter's stop button) cancels the run cleanly: its kernels
+        are shut down and the result has ``status == "stopped"`` with the partial trajectory.
+        """
+        return _run_in_thread(self.acompletion(query, context, on_event))
+
+
+def _check_picklable(context: Any) -> None:
+    if isinstance(context, (str, bytes, bytearray)):
+        return
+    try:
+        pickle.dumps(context, protocol=5)
+    except Exception as exc:
+        raise ContextError(
+            f"the context ({type(context).__name__}) cannot be pickled to send it to the REPL environment: "
+            f"{type(exc).__name__}: {exc}. Convert it to a str, list or dict first."
+        ) from None
+
+
+def _run_in_thread(coro) -> RLMResult:
+    """Run ``coro`` on a new event loop in a worker thread, waiting in this thread.
+
+    A ``KeyboardInterrupt`` while waiting cancels the run's task; the coroutine then
+    finishes its cleanup and its (stopped) result is returned.
+    """
+    box: dict[str, Any] = {}
+    loop = asyncio.new_event_loop()
+    task_holder: dict[str, asyncio.Task] = {}
+
+    def runner() -> None:
+        asyncio.set_event_loop(loop)
+        task = loop.create_task(coro)
+        task_holder["task"] = task
+        try:
+            box["result"] = loop.run_until_complete(task)
+        except BaseException as exc:  # delivered to the caller's thread
+            box["error"] = exc
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=runner, name="rlm-run", daemon=True)
+    thread.start()
+    interrupted = False
+    while thread.is_alive():
+        try:
+            thread.join(0.1)
+        except KeyboardInterrupt:
+            if not interrupted:
+                interrupted = True
+                task = task_holder.get("task")
+                if task is not None:
+                    loop.call_soon_threadsafe(task.cancel)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
