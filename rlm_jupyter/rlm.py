@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import pickle
 import threading
@@ -190,14 +191,22 @@ class RLM(Configurable):
         self.runs.append(result)
         return result
 
-    def completion(self, query: str, context: Any, on_event: Callable[[ev.Event], None] | None = None) -> RLMResult:
+    def completion(
+        self,
+        query: str,
+        context: Any,
+        on_event: Callable[[ev.Event], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> RLMResult:
         """Synchronous :meth:`acompletion`; safe inside a running event loop (Jupyter).
 
         The run gets its own event loop in a worker thread, so this works inside a running loop too. A
         ``KeyboardInterrupt`` (Jupyter's stop button) cancels the run cleanly: its kernels
         are shut down and the result has ``status == "stopped"`` with the partial trajectory.
+        ``on_tick`` is called from the calling thread about every 0.1 s while waiting (the
+        notebook view updates its display there).
         """
-        return _run_in_thread(self.acompletion(query, context, on_event))
+        return _run_in_thread(self.acompletion(query, context, on_event), on_tick)
 
 
 def _check_picklable(context: Any) -> None:
@@ -212,40 +221,52 @@ def _check_picklable(context: Any) -> None:
         ) from None
 
 
-def _run_in_thread(coro) -> RLMResult:
-    """Run ``coro`` on a new event loop in a worker thread, waiting in this thread.
+class _LoopThread:
+    """One long-lived event loop in a daemon thread, shared by every synchronous run.
+
+    litellm keeps per-loop helpers (its logging worker, HTTP clients); a loop that lives
+    as long as the process avoids re-creating them and warnings about closed loops.
+    """
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="rlm-event-loop", daemon=True).start()
+                cls._loop = loop
+            return cls._loop
+
+
+def _run_in_thread(coro, on_tick: Callable[[], None] | None = None) -> RLMResult:
+    """Run ``coro`` on the shared event-loop thread, waiting in this thread.
 
     A ``KeyboardInterrupt`` while waiting cancels the run's task; the coroutine then
     finishes its cleanup and its (stopped) result is returned.
     """
-    box: dict[str, Any] = {}
-    loop = asyncio.new_event_loop()
-    task_holder: dict[str, asyncio.Task] = {}
+    loop = _LoopThread.get()
+    holder: dict[str, asyncio.Task] = {}
 
-    def runner() -> None:
-        asyncio.set_event_loop(loop)
-        task = loop.create_task(coro)
-        task_holder["task"] = task
-        try:
-            box["result"] = loop.run_until_complete(task)
-        except BaseException as exc:  # delivered to the caller's thread
-            box["error"] = exc
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+    async def wrapper():
+        holder["task"] = asyncio.current_task()
+        return await coro
 
-    thread = threading.Thread(target=runner, name="rlm-run", daemon=True)
-    thread.start()
+    future = asyncio.run_coroutine_threadsafe(wrapper(), loop)
     interrupted = False
-    while thread.is_alive():
+    while True:
         try:
-            thread.join(0.1)
+            try:
+                return future.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                pass
+            if on_tick is not None:
+                on_tick()
         except KeyboardInterrupt:
-            if not interrupted:
+            if not interrupted and "task" in holder:
                 interrupted = True
-                task = task_holder.get("task")
-                if task is not None:
-                    loop.call_soon_threadsafe(task.cancel)
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
+                loop.call_soon_threadsafe(holder["task"].cancel)
+        except concurrent.futures.CancelledError:
+            raise KeyboardInterrupt("the run was cancelled before it could clean up") from None

@@ -20,6 +20,7 @@ _FENCE_RE = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 _MARKER_RE = re.compile(r"^[ \t>*_-]*(?P<name>FINAL_VAR|FINAL)[ \t]*\(", re.MULTILINE | re.IGNORECASE)
+_INLINE_MARKER_RE = re.compile(r"(?<![A-Za-z0-9_.])(?P<name>FINAL_VAR|FINAL)\(")
 
 
 @dataclasses.dataclass
@@ -90,12 +91,13 @@ def _unquote(value: str) -> str:
 
 
 def find_final(prose: str) -> FinalMarker | None:
-    """The first ``FINAL(...)``/``FINAL_VAR(...)`` at the start of a line of ``prose``.
+    """The first ``FINAL(...)``/``FINAL_VAR(...)`` marker in ``prose``.
 
-    Matching is case-insensitive (small models write ``Final(``) and tolerates markdown
-    decoration before the marker (``**FINAL(...)**``, ``> FINAL(...)``).
+    At the start of a line, matching is case-insensitive (small models write ``Final(``)
+    and tolerates markdown decoration (``**FINAL(...)**``, ``> FINAL(...)``); inside a line
+    only the upper-case markers count (``Best guess: FINAL(42)``).
     """
-    m = _MARKER_RE.search(prose)
+    m = _MARKER_RE.search(prose) or _INLINE_MARKER_RE.search(prose)
     if not m:
         return None
     kind = m.group("name").upper()

@@ -6,6 +6,13 @@ kernel and its variables are untouched. The kernel is started from a private ker
 credentials, gets ``context`` from a private temporary file (never through the code string),
 and reaches the parent's LM only through the sub-call channel (:mod:`.channel`).
 
+Confinement (:mod:`.sandbox`): on Linux the kernel runs inside bubblewrap when it is
+installed and works (read-only system, private work dir and /tmp, no network, own PID
+namespace, cleared environment, unprivileged uid when the parent is root), with rlimits on
+memory, CPU time and processes; otherwise a plain child process (with the same rlimits and
+a :class:`~.sandbox.SandboxWarning`). A remote kernel (Jupyter Kernel/Enterprise Gateway) is
+documented as an option in :mod:`.sandbox`.
+
 Outputs are the kernel's real Jupyter messages (``stream``, ``display_data``,
 ``execute_result``, ``error`` on the IOPub channel, Jupyter messaging protocol 5.x), stored
 as nbformat v4 output dicts.
@@ -31,6 +38,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from ..core.context import ContextError
 from ..core.protocols import ExecResult, SubcallHandler
+from . import sandbox as sb
 from .channel import SubcallServer
 
 # Environment variables never passed to the kernel (credentials of providers and clouds).
@@ -57,6 +65,9 @@ _SECRET_RE = re.compile("|".join(SECRET_ENV_PATTERNS), re.IGNORECASE)
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 INTERRUPT_GRACE_SECONDS = 5.0
+MAX_OUTPUT_CHARS = 1_000_000  # per cell and stream, kept by the kernel (head + tail)
+PARENT_OUTPUT_CHARS = 4 * MAX_OUTPUT_CHARS  # the parent's own cap per cell (all outputs)
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class EnvironmentError_(RuntimeError):
@@ -98,6 +109,35 @@ def outputs_to_text(outputs: list[dict]) -> str:
     return "".join(parts)
 
 
+def sweep_stale_workdirs(directory: str | None = None) -> int:
+    """Remove work dirs (and kill the leftover processes) of environments whose parent
+    process died without cleaning up (e.g. a notebook kernel restarted mid-run)."""
+    directory = directory or tempfile.gettempdir()
+    removed = 0
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith("rlm-env-")]
+    except OSError:
+        return 0
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            if os.stat(os.path.join(path, "owner.json")).st_uid != os.geteuid():
+                continue
+            with open(os.path.join(path, "owner.json")) as f:
+                owner = json.load(f)
+            os.kill(int(owner["pid"]), 0)
+            continue  # its owner is alive
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if sys.platform.startswith("linux") and owner.get("env_id"):
+            sb.kill_marked_processes(f"RLM_ENV_ID={owner['env_id']}")
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
 def prepare_context(context: Any, directory: str) -> tuple[str, str]:
     """Write ``context`` to a private file in ``directory``; returns ``(path, kind)``.
 
@@ -133,10 +173,27 @@ class KernelREPL:
         startup_timeout: seconds to wait for the kernel to answer ``kernel_info``.
         python: interpreter of the kernel (default: this one, so it imports rlm_jupyter).
         extra_env: variables added to the kernel's (credential-free) environment.
+        sandbox: ``None`` (default) = bubblewrap if installed and working, else a plain
+            child process with a :class:`~.sandbox.SandboxWarning`; ``True`` = the same, but
+            the warning says the sandbox was asked for; ``False`` = never.
+        memory_limit_mb: address-space limit of the kernel in MiB (``"auto"`` = half the
+            RAM, at least 2 GiB; ``None`` = none). Allocations beyond it raise MemoryError.
+        cpu_seconds: CPU-time limit of the kernel process's life (``None`` = none); the
+            kernel is killed (and restarted) when it is reached.
+        max_processes: processes + threads the kernel may have (``None`` = none). Enforced
+            for a root parent only in the sandbox (where the kernel runs as ``run_as``).
+        run_as: uid the sandboxed kernel drops to when the parent is root (default
+            ``nobody``); ``None`` keeps root (with all capabilities dropped).
+        sandbox_paths: more paths to bind read-only into the sandbox (data, packages).
+        max_output_chars: what one cell may print per stream; the rest is dropped in the
+            kernel (the head and the tail are kept, with a marker).
 
     Attributes:
         restarts: how many times the kernel was restarted.
         load_seconds: time of the last context load (write + read in the kernel).
+        sandboxed: whether the kernel runs in bubblewrap; sandbox_reason: why (not).
+        env_id: a random marker in the kernel's environment (``RLM_ENV_ID``), used to find
+            and kill processes the model's code left behind.
     """
 
     def __init__(
@@ -145,48 +202,105 @@ class KernelREPL:
         startup_timeout: float = 60.0,
         python: str | None = None,
         extra_env: dict[str, str] | None = None,
+        sandbox: bool | None = None,
+        memory_limit_mb: int | str | None = "auto",
+        cpu_seconds: int | None = None,
+        max_processes: int | None = 512,
+        run_as: int | None = sb.NOBODY,
+        sandbox_paths: list[str] | None = None,
+        max_output_chars: int | None = MAX_OUTPUT_CHARS,
     ) -> None:
+        import secrets
+
         self.timeout = timeout
         self.startup_timeout = startup_timeout
         self.python = python or sys.executable
         self.extra_env = dict(extra_env or {})
+        self.sandbox = sandbox
+        if memory_limit_mb == "auto":
+            memory_limit_mb = sb.default_memory_limit_mb()
+        self.limits = sb.Limits(memory_limit_mb, cpu_seconds, max_processes)
+        self.sandbox_paths = list(sandbox_paths or [])
+        self.max_output_chars = max_output_chars
+        self.env_id = secrets.token_hex(8)
+        self.sandboxed = False
+        self.sandbox_reason = "not started"
+        self.run_as = run_as if (run_as is not None and os.geteuid() == 0) else None
+        sweep_stale_workdirs()
         self.workdir = tempfile.mkdtemp(prefix="rlm-env-")
         os.chmod(self.workdir, 0o700)
+        with open(os.path.join(self.workdir, "owner.json"), "w") as f:
+            json.dump({"pid": os.getpid(), "env_id": self.env_id}, f)
         self.km: AsyncKernelManager | None = None
         self.kc = None
         self.server: SubcallServer | None = None
-        self._context_file: tuple[str, str] | None = None
+        self._context: Any = None
+        self._has_context = False
         self.restarts = 0
         self.load_seconds: float | None = None
 
     # -- life cycle -------------------------------------------------------------------
+    def _give(self, path: str) -> None:
+        """Hand a private file or dir to the sandbox's uid (when the kernel drops root)."""
+        if self.sandboxed and self.run_as is not None:
+            os.chown(path, self.run_as, self.run_as)
+
     def _kernelspec_manager(self) -> KernelSpecManager:
         spec_dir = os.path.join(self.workdir, "kernels", "rlm-env")
         os.makedirs(spec_dir, exist_ok=True)
+        kernel_cmd = [
+            self.python,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            "--HistoryManager.enabled=False",
+            "--InteractiveShellApp.exec_lines=[]",
+        ]
+        if self.sandboxed:
+            # the kernel's parent is the sandbox's PID 1: no parent polling, no console banner
+            kernel_cmd.append("--IPKernelApp.parent_handle=1")
+        run_as = self.run_as if self.sandboxed else None
+        argv = sb.limits_argv(self.python, self.limits, kernel_cmd, run_as=run_as)
+        if self.sandboxed:
+            argv = sb.bwrap_argv(self.python, self.workdir, self._env(), PACKAGE_DIR, self.sandbox_paths) + argv
         spec = {
-            "argv": [
-                self.python,
-                "-m",
-                "ipykernel_launcher",
-                "-f",
-                "{connection_file}",
-                "--HistoryManager.enabled=False",
-                "--InteractiveShellApp.exec_lines=[]",
-            ],
+            "argv": argv,
             "display_name": "rlm_jupyter REPL environment",
             "language": "python",
-            "interrupt_mode": "signal",
+            # SIGINT reaches bwrap, not the kernel: interrupt with a control message there.
+            "interrupt_mode": "message" if self.sandboxed else "signal",
         }
         with open(os.path.join(spec_dir, "kernel.json"), "w") as f:
             json.dump(spec, f)
         return KernelSpecManager(kernel_dirs=[os.path.join(self.workdir, "kernels")])
 
     def _env(self) -> dict[str, str]:
-        env = kernel_env()
+        """The kernel's environment: in the sandbox only what is set here; unsandboxed the
+        parent's environment without credentials."""
+        home = os.path.join(self.workdir, "home")
         ipdir = os.path.join(self.workdir, "ipython")
-        os.makedirs(ipdir, exist_ok=True)
+        for d in (home, ipdir):
+            os.makedirs(d, exist_ok=True)
+            self._give(d)
+        if self.sandboxed:
+            env = {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "HOME": home,
+                "TMPDIR": "/tmp",
+                "LANG": "C.UTF-8",
+                "PYTHONNOUSERSITE": "1",
+                "MPLBACKEND": "Agg",
+                "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
+                "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+            }
+            py_dir = os.path.dirname(os.path.abspath(self.python))
+            env["PATH"] = f"{py_dir}:{env['PATH']}"
+        else:
+            env = kernel_env()
         env["IPYTHONDIR"] = ipdir
         env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+        env["RLM_ENV_ID"] = self.env_id
         env.update(self.extra_env)
         return env
 
@@ -196,8 +310,12 @@ class KernelREPL:
         Raises:
             EnvironmentError_: the kernel did not become ready within ``startup_timeout``.
         """
+        use, self.sandbox_reason = await asyncio.to_thread(sb.resolve_sandbox, self.sandbox, self.python, PACKAGE_DIR)
+        self.sandboxed = use
+        self._give(self.workdir)
         self.server = SubcallServer(handler, directory=self.workdir)
         await self.server.start()
+        self._give(self.server.path)
         self.km = AsyncKernelManager(
             kernel_name="rlm-env",
             kernel_spec_manager=self._kernelspec_manager(),
@@ -205,12 +323,15 @@ class KernelREPL:
             transport="ipc",
             ip=os.path.join(self.workdir, "k"),
         )
-        await self.km.start_kernel(env=self._env(), cwd=self.workdir)
-        self.kc = self.km.client()
-        self.kc.start_channels()
+        self.km.write_connection_file()  # kept across restarts; readable by the sandbox's uid
+        self._give(self.km.connection_file)
+        launch_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")} if self.sandboxed else self._env()
         try:
+            await self.km.start_kernel(env=launch_env, cwd=self.workdir)
+            self.kc = self.km.client()
+            self.kc.start_channels()
             await self.kc.wait_for_ready(timeout=self.startup_timeout)
-        except RuntimeError as exc:
+        except (RuntimeError, OSError) as exc:
             await self.shutdown()
             raise EnvironmentError_(f"the REPL environment kernel did not start: {exc}") from None
         await self._bootstrap()
@@ -233,7 +354,7 @@ class KernelREPL:
             "import sys as _rlm_sys\n"
             f"_rlm_sys.path.append({pkg_parent!r})\n"
             "from rlm_jupyter.environment import kernel_side as _rlm_ks\n"
-            f"_rlm_ks.install(get_ipython(), {self.server.path!r}, {self.server.token!r})\n"
+            f"_rlm_ks.install(get_ipython(), {self.server.path!r}, {self.server.token!r}, {self.max_output_chars!r})\n"
             "del _rlm_sys\n"
         )
         reply = await self._silent(code)
@@ -248,16 +369,22 @@ class KernelREPL:
                 pickled class whose module the kernel cannot import).
         """
         t0 = time.monotonic()
-        if self._context_file is not None and os.path.exists(self._context_file[0]):
-            os.unlink(self._context_file[0])
-        self._context_file = prepare_context(context, self.workdir)
+        self._context = context
+        self._has_context = True
         await self._load_context_file()
         self.load_seconds = time.monotonic() - t0
         return self.load_seconds
 
     async def _load_context_file(self) -> None:
-        path, kind = self._context_file
-        reply = await self._silent(f"_rlm_ks.load_context({path!r}, {kind!r})", timeout=600)
+        """Write the context to a private file, have the kernel read it, delete the file (so
+        that no copy of the user's data outlives the load, even if this process is killed)."""
+        path, kind = await asyncio.to_thread(prepare_context, self._context, self.workdir)
+        try:
+            self._give(path)
+            reply = await self._silent(f"_rlm_ks.load_context({path!r}, {kind!r})", timeout=600)
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
         if reply.get("status") != "ok":
             raise ContextError(f"the REPL environment could not load the context: {reply.get('ename')}: {reply.get('evalue')}")
 
@@ -265,9 +392,11 @@ class KernelREPL:
         """Restart the kernel, re-install the helpers and reload ``context``."""
         self.restarts += 1
         await self.km.restart_kernel(now=True)
+        if not self.sandboxed:  # in the sandbox, the PID namespace died with the kernel
+            await asyncio.to_thread(sb.kill_marked_processes, f"RLM_ENV_ID={self.env_id}")
         await self.kc.wait_for_ready(timeout=self.startup_timeout)
         await self._bootstrap()
-        if self._context_file is not None:
+        if self._has_context:
             await self._load_context_file()
 
     async def shutdown(self) -> None:
@@ -278,6 +407,8 @@ class KernelREPL:
             if self.km is not None and self.km.has_kernel:
                 await self.km.shutdown_kernel(now=True)
         finally:
+            if sys.platform.startswith("linux"):
+                await asyncio.to_thread(sb.kill_marked_processes, f"RLM_ENV_ID={self.env_id}")
             self.kc = None
             self.km = None
             if self.server is not None:
@@ -301,7 +432,11 @@ class KernelREPL:
             silent=False,
             store_history=True,
             allow_stdin=False,
-            user_expressions={"answer": "_rlm_ks.take_answer()", "fixed": "_rlm_ks.restore_helpers()"},
+            user_expressions={
+                "answer": "_rlm_ks.take_answer()",
+                "fixed": "_rlm_ks.restore_helpers()",
+                "ctx": "_rlm_ks.check_context()",
+            },
         )
         outputs: list[dict] = []
         state = {"idle": False}
@@ -333,6 +468,11 @@ class KernelREPL:
                 continue
             if msg["parent_header"].get("msg_id") == msg_id:
                 self._add_output(msg, outputs, state)
+        if state.get("dropped"):
+            outputs.append(nbformat.v4.new_output(
+                "stream", name="stderr",
+                text=f"\n... [{state['dropped']:,} characters of output dropped: print less] ...\n",
+            ))
         reply = await self._shell_reply(msg_id, INTERRUPT_GRACE_SECONDS)
         status = "ok" if reply.get("status") == "ok" else "error"
         if interrupted:
@@ -348,6 +488,19 @@ class KernelREPL:
                 notice = (notice + " " if notice else "") + (
                     f"Your code deleted or replaced {', '.join(fixed)}; the REPL's versions were restored."
                 )
+        if ue.get("ctx", {}).get("status") == "ok":
+            ctx = _literal_json(ue["ctx"]["data"].get("text/plain"))
+            if ctx == "deleted":
+                note = "Your code deleted `context`; it was restored to the original input."
+            elif ctx and ctx.startswith("rebound:"):
+                note = (
+                    f"Note: `context` now holds a {ctx.split(':', 1)[1]} your code assigned, not the original "
+                    "input; `del context` brings the original back."
+                )
+            else:
+                note = None
+            if note:
+                notice = (notice + " " if notice else "") + note
         return ExecResult(
             outputs,
             outputs_to_text(outputs),
@@ -386,6 +539,11 @@ class KernelREPL:
             outputs.clear()
             return
         if mt not in ("stream", "display_data", "execute_result", "error"):
+            return
+        size = len(json.dumps(content.get("data") or content.get("text") or content.get("traceback") or ""))
+        state["chars"] = state.get("chars", 0) + size
+        if state["chars"] > PARENT_OUTPUT_CHARS and mt != "error":
+            state["dropped"] = state.get("dropped", 0) + size
             return
         out = nbformat.v4.output_from_msg(msg)
         if mt == "stream" and outputs and outputs[-1].get("output_type") == "stream" and outputs[-1].get("name") == out.get("name"):

@@ -66,6 +66,10 @@ class _State:
     channel: _Channel | None = None
     answer: str | None = None
     shell = None
+    output_cap = None
+    context = None  # the loaded value, to restore a deleted ``context``
+    context_loaded = False
+    context_noted = False
 
 
 _state = _State()
@@ -156,11 +160,76 @@ _HELPERS = {
 }
 
 
-def install(shell, socket_path: str, token: str) -> None:
-    """Bind the helpers into the kernel's namespace and connect the sub-call channel."""
+class _OutputCap:
+    """Caps what one cell writes to ``sys.stdout``/``sys.stderr``, so that ``print`` of
+    hundreds of MB never travels to the parent: the first 2/3 of ``limit`` characters pass,
+    the last 1/3 is kept and written when the cell ends, after a marker saying how many
+    characters were dropped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.head = limit * 2 // 3
+        self.tail_len = limit - self.head
+        self.streams: dict[str, list] = {}  # name -> [original write, seen, dropped, tail]
+
+    def wrap(self, stream, name: str) -> None:
+        if stream is None or getattr(stream, "_rlm_capped", False):
+            return
+        original = stream.write
+        entry = [original, 0, 0, ""]
+        self.streams[name] = entry
+
+        def write(text):
+            if not isinstance(text, str):
+                return original(text)
+            room = self.head - entry[1]
+            if room >= len(text):
+                entry[1] += len(text)
+                return original(text)
+            if room > 0:
+                original(text[:room])
+                entry[1] += room
+                text = text[room:]
+            entry[2] += len(text)
+            entry[3] = (entry[3] + text[-self.tail_len :])[-self.tail_len :]
+            return len(text)
+
+        stream.write = write
+        stream._rlm_capped = True
+
+    def pre_run_cell(self, *args) -> None:
+        for entry in self.streams.values():
+            entry[1:] = [0, 0, ""]
+
+    def post_run_cell(self, *args) -> None:
+        for entry in self.streams.values():
+            original, _, dropped, tail = entry
+            if dropped:
+                kept = len(tail)
+                original(
+                    f"\n... [{dropped - kept:,} characters of output dropped by the REPL environment: print less] ...\n"
+                    + tail
+                )
+            entry[1:] = [0, 0, ""]
+
+
+def install(shell, socket_path: str, token: str, max_output_chars: int | None = None) -> None:
+    """Bind the helpers into the kernel's namespace and connect the sub-call channel.
+
+    ``max_output_chars`` caps what each cell may print (per stream); ``None`` = no cap.
+    """
+    import sys
+
     _state.shell = shell
     _state.channel = _Channel(socket_path, token)
     shell.user_ns.update(_HELPERS)
+    if max_output_chars and _state.output_cap is None:
+        cap = _OutputCap(max_output_chars)
+        cap.wrap(sys.stdout, "stdout")
+        cap.wrap(sys.stderr, "stderr")
+        shell.events.register("pre_run_cell", cap.pre_run_cell)
+        shell.events.register("post_run_cell", cap.post_run_cell)
+        _state.output_cap = cap
 
 
 def load_context(path: str, kind: str) -> None:
@@ -175,6 +244,9 @@ def load_context(path: str, kind: str) -> None:
         with open(path, "rb") as f:
             value = pickle.load(f)
     _state.shell.user_ns["context"] = value
+    _state.context = value
+    _state.context_loaded = True
+    _state.context_noted = False
 
 
 def take_answer() -> str:
@@ -197,3 +269,23 @@ def restore_helpers() -> str:
     fixed = [k for k, v in _HELPERS.items() if ns.get(k) is not v]
     ns.update(_HELPERS)
     return json.dumps(fixed)
+
+
+def check_context() -> str:
+    """JSON: ``null`` if ``context`` is the loaded value; ``"deleted"`` if the model's code
+    deleted it (it is restored); ``"rebound:<type>"`` the first time it holds another value
+    (left as is: rebinding can be deliberate)."""
+    if not _state.context_loaded:
+        return json.dumps(None)
+    ns = _state.shell.user_ns
+    if "context" not in ns:
+        ns["context"] = _state.context
+        _state.context_noted = False
+        return json.dumps("deleted")
+    if ns["context"] is not _state.context:
+        if _state.context_noted:
+            return json.dumps(None)
+        _state.context_noted = True
+        return json.dumps(f"rebound:{type(ns['context']).__name__}")
+    _state.context_noted = False
+    return json.dumps(None)

@@ -1,0 +1,355 @@
+"""Confinement of the environment kernel: bubblewrap sandbox, rlimits, orphan clean-up.
+
+The model's code is untrusted. On Linux the environment kernel runs inside `bubblewrap`_
+(Debian/Ubuntu package ``bubblewrap``) when it is installed and works; otherwise it is a plain
+child process with a warning. In both cases a tiny launcher (``python -S -c``) applies
+resource limits before it ``exec``\\ s ``ipykernel_launcher``.
+
+What the sandbox (:func:`bwrap_argv`) gives the kernel:
+
+- a file system built from scratch: read-only binds of the system (``/usr``, ``/lib*``,
+  the needed files of ``/etc`` but not ``/etc/shadow`` & co.), of the kernel's Python
+  (prefix, site-packages, directories named in ``.pth`` files) and of the ``rlm_jupyter``
+  package directory only (not the rest of its checkout); a private tmpfs ``/tmp``; one
+  writable directory, the environment's private work dir, which also holds the kernel's
+  ipc sockets, the sub-call socket, the context file, ``HOME`` and ``IPYTHONDIR``. The
+  parent's home, projects, notebooks and data are simply not there.
+- no network (``--unshare-net``: only a loopback interface that is down); the kernel's
+  ZMQ channels and the sub-call channel are Unix sockets in the work dir.
+- its own PID namespace (the kernel is PID 2; the parent's processes and their ``/proc``
+  entries are invisible), IPC and UTS namespaces, a new session (no terminal injection),
+  ``--die-with-parent`` (if the parent process dies, so does the whole sandbox).
+- an environment with only the variables set here (``--clearenv``): no keys, nothing of
+  the parent's environment.
+- when the parent runs as root: the kernel drops to an unprivileged uid (``nobody``,
+  65534, see ``run_as``), so it has no capabilities, cannot read root-only files and its
+  ``RLIMIT_NPROC`` applies (the kernel never enforces it for root).
+
+The rlimits (:func:`limits_argv`): ``RLIMIT_AS`` (memory), ``RLIMIT_CPU`` (CPU seconds over
+the kernel process's life: SIGXCPU, then SIGKILL; a restart starts a new count),
+``RLIMIT_NPROC`` (processes + threads of the kernel's uid: with ``run_as`` that is the
+sandbox's own uid; for a non-root parent it is added to the user's current count, since the
+limit is per user), ``RLIMIT_CORE`` 0 (no core files from crashes).
+
+Remote kernels. For users who outgrow one machine the environment can be a kernel on a
+Jupyter Kernel Gateway or Enterprise Gateway: ``jupyter_client`` talks to it through
+``jupyter_server.gateway`` (``GatewayKernelManager``, configured with ``GatewayClient.url``)
+with the same Jupyter messaging protocol, so :class:`~.kernel.KernelREPL`'s execute, interrupt
+and restart logic carries over. Two things differ and are the approach to build: (1) the
+context cannot be a private file; it is sent once through the kernel's own channel (e.g. an
+``execute_request`` carrying a base64 chunked payload, or a ``comm``), and (2) the sub-call
+channel cannot be a Unix socket; ``kernel_side`` would use a Jupyter ``comm`` opened by the
+parent (``comm_open`` target ``rlm_subcalls``), each ``llm_query`` a ``comm_msg`` answered by
+the parent, which keeps provider keys out of the remote kernel as well. Isolation there is
+the gateway's business (Enterprise Gateway runs kernels in Kubernetes pods or containers).
+
+.. _bubblewrap: https://github.com/containers/bubblewrap
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+NOBODY = 65534
+
+# Files and folders of /etc the interpreter and common libraries need (no secrets).
+ETC_FILES = [
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "passwd", "group",
+    "nsswitch.conf", "hosts", "host.conf", "resolv.conf", "ssl", "ca-certificates",
+    "ca-certificates.conf", "pki", "mime.types", "alternatives", "fonts", "locale.alias",
+    "locale.conf", "default/locale", "matplotlibrc", "gai.conf", "os-release", "debian_version",
+]
+SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt/conda"]
+
+# The launcher run inside the sandbox (or as the plain child): apply rlimits, drop to an
+# unprivileged uid if asked and allowed, then exec the kernel. argv: mem cpu nproc uid gid cmd...
+LAUNCHER = r"""
+import os, resource, sys
+a = sys.argv[1:]
+mem, cpu, nproc, uid, gid = (int(x) for x in a[:5])
+cmd = a[5:]
+def lim(r, soft, hard=None):
+    hard = soft if hard is None else hard
+    cur = resource.getrlimit(r)[1]
+    if cur != resource.RLIM_INFINITY:
+        soft, hard = min(soft, cur), min(hard, cur)
+    resource.setrlimit(r, (soft, hard))
+lim(resource.RLIMIT_CORE, 0)
+if mem > 0: lim(resource.RLIMIT_AS, mem)
+if cpu > 0: lim(resource.RLIMIT_CPU, cpu, cpu + 5)
+if nproc > 0: lim(resource.RLIMIT_NPROC, nproc)
+if uid >= 0 and os.getuid() == 0:
+    os.setgroups([]); os.setgid(gid); os.setuid(uid)
+os.execv(cmd[0], cmd)
+"""
+
+
+class SandboxWarning(UserWarning):
+    """The sandbox was asked for (or is the default) but cannot be used."""
+
+
+@dataclasses.dataclass
+class Limits:
+    """Resource limits of the environment kernel (``None`` = not limited).
+
+    Attributes:
+        memory_limit_mb: address space (``RLIMIT_AS``) in MiB.
+        cpu_seconds: CPU seconds over the kernel process's life (``RLIMIT_CPU``).
+        max_processes: processes and threads (``RLIMIT_NPROC``).
+    """
+
+    memory_limit_mb: int | None = None
+    cpu_seconds: int | None = None
+    max_processes: int | None = None
+
+
+def default_memory_limit_mb() -> int | None:
+    """Half the machine's RAM (at least 2 GiB), so a runaway allocation fails in the kernel
+    instead of waking the OOM killer, which might pick the user's notebook."""
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return max(2048, pages // 2 // (1 << 20))
+
+
+def bwrap_path() -> str | None:
+    """The ``bwrap`` executable, or ``None`` (not Linux, or not installed)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return shutil.which("bwrap")
+
+
+def _user_task_count(uid: int) -> int:
+    """Tasks (threads) of ``uid`` now: what RLIMIT_NPROC counts."""
+    n = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/status") as f:
+                status = f.read()
+        except OSError:
+            continue
+        uid_line = next((ln for ln in status.splitlines() if ln.startswith("Uid:")), "")
+        thr_line = next((ln for ln in status.splitlines() if ln.startswith("Threads:")), "Threads: 1")
+        if uid_line.split()[1:2] == [str(uid)]:
+            n += int(thr_line.split()[1])
+    return n
+
+
+def limits_argv(python: str, limits: Limits, cmd: list[str], run_as: int | None = None) -> list[str]:
+    """``python -S -c LAUNCHER ...``: apply ``limits`` (and drop to ``run_as``), then exec ``cmd``."""
+    mem = (limits.memory_limit_mb or 0) * (1 << 20)
+    cpu = limits.cpu_seconds or 0
+    nproc = limits.max_processes or 0
+    uid = -1 if run_as is None else run_as
+    if nproc and os.geteuid() != 0:
+        nproc += _user_task_count(os.geteuid())  # the limit is per user: leave room for theirs
+    return [python, "-S", "-c", LAUNCHER, str(mem), str(cpu), str(nproc), str(uid), str(uid), *cmd]
+
+
+@functools.lru_cache(maxsize=8)
+def python_paths(python: str) -> tuple[str, ...]:
+    """Directories the interpreter ``python`` needs to run and import its packages."""
+    code = (
+        "import sys, site, json, os\n"
+        "p = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]\n"
+        "sp = list(site.getsitepackages())\n"
+        "u = site.getusersitepackages()\n"
+        "sp += [u] if isinstance(u, str) and os.path.isdir(u) else []\n"
+        "for d in list(sp):\n"
+        "    try: names = os.listdir(d)\n"
+        "    except OSError: continue\n"
+        "    for n in names:\n"
+        "        if n.endswith('.pth'):\n"
+        "            try: lines = open(os.path.join(d, n)).read().splitlines()\n"
+        "            except OSError: continue\n"
+        "            p += [ln.strip() for ln in lines if ln.startswith('/') and os.path.isdir(ln.strip())]\n"
+        "p += sp + [x for x in sys.path if x.startswith('/') and os.path.isdir(x)]\n"
+        "print(json.dumps(p))\n"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
+    if out.returncode != 0:
+        raise RuntimeError(f"{python} failed: {out.stderr.strip()[-500:]}")
+    paths = json.loads(out.stdout.strip().splitlines()[-1])
+    seen: list[str] = []
+    for p in paths:
+        p = os.path.realpath(p)
+        if p not in seen and os.path.exists(p):
+            seen.append(p)
+    return tuple(seen)
+
+
+def _covered(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def bwrap_argv(
+    python: str,
+    workdir: str,
+    env: dict[str, str],
+    package_dir: str,
+    ro_paths: list[str] | None = None,
+    bwrap: str | None = None,
+) -> list[str]:
+    """The ``bwrap ...`` prefix that confines a command to the sandbox described above.
+
+    Args:
+        python: the kernel's interpreter (its prefix and packages are bound read-only).
+        workdir: the private writable directory (bound read-write at the same path).
+        env: the complete environment of the sandbox.
+        package_dir: the ``rlm_jupyter`` package directory (bound read-only).
+        ro_paths: more paths to bind read-only (e.g. data or an editable package).
+    """
+    bwrap = bwrap or bwrap_path() or "bwrap"
+    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+            "--unshare-uts", "--unshare-cgroup-try", "--hostname", "rlm-sandbox"]
+    system = [d for d in SYSTEM_DIRS if os.path.lexists(d)]
+    for d in system:
+        if os.path.islink(d):
+            args += ["--symlink", os.readlink(d), d]
+        else:
+            args += ["--ro-bind", d, d]
+    args += ["--perms", "0755", "--dir", "/etc", "--perms", "0755", "--dir", "/etc/default"]
+    for name in ETC_FILES:
+        p = os.path.join("/etc", name)
+        if os.path.lexists(p):
+            args += ["--ro-bind-try", p, p]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--perms", "0755", "--dir", "/var",
+             "--perms", "1777", "--tmpfs", "/var/tmp", "--perms", "0755", "--dir", "/sys", "--perms", "0755",
+             "--dir", "/sys/devices", "--perms", "0755", "--dir", "/sys/devices/system"]
+    args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    real_roots = [os.path.realpath(d) for d in system if not os.path.islink(d)]
+    pkg_parent = os.path.dirname(package_dir)
+    bound: list[str] = []
+    for p in list(python_paths(python)) + list(ro_paths or []):
+        p = os.path.realpath(p)
+        if p == pkg_parent or _covered(p, real_roots) or _covered(p, bound):
+            continue  # the package's checkout is not shown, only the package itself
+        bound.append(p)
+    # python may be a symlink (venv): make the link itself resolvable
+    py_dir = os.path.dirname(os.path.abspath(python))
+    if not _covered(py_dir, bound + real_roots):
+        bound.append(py_dir)
+    made: set[str] = {"/", "/tmp", "/usr", "/etc", "/proc", "/dev"}
+    for p in sorted(bound, key=len) + [package_dir, workdir]:
+        # parents bwrap would create with the source's mode (e.g. /root 0700, closed to
+        # the sandbox's uid): create them world-traversable first
+        parents = []
+        q = os.path.dirname(p)
+        while q not in made and q != os.path.dirname(q):
+            parents.append(q)
+            q = os.path.dirname(q)
+        for q in reversed(parents):
+            if not _covered(q, bound):
+                args += ["--perms", "0755", "--dir", q]
+            made.add(q)
+        if p == workdir:
+            args += ["--bind", p, p]
+        else:
+            args += ["--ro-bind", p, p]
+    args += ["--chdir", workdir, "--clearenv"]
+    for k, v in env.items():
+        args += ["--setenv", k, v]
+    return args
+
+
+@functools.lru_cache(maxsize=8)
+def _probe(bwrap: str, python: str, package_dir: str) -> str | None:
+    """Run a trivial command in the sandbox; ``None`` if it works, else why not."""
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="rlm-probe-")
+    try:
+        argv = bwrap_argv(python, d, {"PATH": "/usr/bin:/bin"}, package_dir, bwrap=bwrap)
+        argv += [python, "-c", "import ipykernel, socket; print('ok')"]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if out.returncode != 0 or "ok" not in out.stdout:
+            return (out.stderr or out.stdout).strip()[-400:] or f"exit status {out.returncode}"
+        return None
+    except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def resolve_sandbox(sandbox: bool | None, python: str, package_dir: str) -> tuple[bool, str]:
+    """Decide whether to sandbox: ``(use_it, reason)``.
+
+    ``sandbox=None`` (auto) uses bubblewrap when it is installed and works, else falls back
+    to a plain child process with a :class:`SandboxWarning`. ``True`` is the same but the
+    warning says it was asked for; ``False`` never sandboxes.
+    """
+    if sandbox is False:
+        return False, "sandbox disabled"
+    bwrap = bwrap_path()
+    if bwrap is None:
+        why = "bubblewrap (bwrap) is not installed" if sys.platform.startswith("linux") else f"no sandbox on {sys.platform}"
+    else:
+        err = _probe(bwrap, python, package_dir)
+        if err is None:
+            return True, "bubblewrap"
+        why = f"bubblewrap does not work here: {err}"
+    warnings.warn(
+        f"The REPL environment kernel runs WITHOUT a sandbox ({why}): the model's code can read your files and "
+        "environment (minus API keys) and use the network. On Debian/Ubuntu: apt-get install bubblewrap.",
+        SandboxWarning,
+        stacklevel=3,
+    )
+    return False, why
+
+
+def marked_processes(marker: str) -> list[int]:
+    """PIDs of processes whose environment holds ``marker`` (``NAME=value``)."""
+    needle = marker.encode()
+    found = []
+    me = os.getpid()
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == me:
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(int(d))
+    return found
+
+
+def kill_marked_processes(marker: str, timeout: float = 2.0) -> int:
+    """SIGKILL every process carrying ``marker`` (leftovers of an unsandboxed kernel: forks,
+    daemons). Returns how many were killed."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    pids = marked_processes(marker)
+    killed = len(pids)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if os.path.exists(f"/proc/{p}") and not _is_zombie(p)]
+        if pids:
+            time.sleep(0.02)
+    return killed
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True

@@ -1,0 +1,50 @@
+"""Shared fixtures: scripted models (a litellm custom provider) standing in for network LMs."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pathlib
+
+import pytest
+
+from rlm_jupyter.lm.scripted import get_script, script
+
+SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
+DATA = SHARED / "data"
+_ids = itertools.count()
+
+
+@pytest.fixture
+def scripted(request):
+    """``scripted(replies, **kw)`` registers a uniquely named scripted model; returns its id."""
+
+    def make(replies, **kw):
+        name = f"{request.node.name[:40]}-{next(_ids)}".replace("[", "-").replace("]", "")
+        return script(name, replies, **kw)
+
+    make.calls = lambda model_id: get_script(model_id).calls
+    return make
+
+
+def repl(code: str) -> str:
+    """A root reply holding one ```repl block."""
+    return f"```repl\n{code.strip()}\n```"
+
+
+def kernel_children() -> set[int]:
+    """PIDs of ipykernel processes started by this test process (to find orphans)."""
+    me = os.getpid()
+    out = set()
+    for d in pathlib.Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == me and b"ipykernel" in cmd:
+            out.add(int(d.name))
+    return out

@@ -1,0 +1,143 @@
+"""%%rlm in an in-process IPython shell and in a real kernel driven by jupyter_client."""
+
+import queue
+import textwrap
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import get_ipython
+from jupyter_client.manager import start_new_kernel
+
+from conftest import repl
+
+
+@pytest.fixture(scope="module")
+def ip():
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "rlm_jupyter")
+    return shell
+
+
+def test_cell_magic_runs_against_a_notebook_variable(ip, scripted):
+    root = scripted([repl("print(context.count('needle'))"), "FINAL(two needles)"])
+    ip.user_ns["docs"] = "hay needle hay needle hay"
+    ip.run_cell_magic("rlm", f"docs --out result -m {root} --sub-model {root} --max-iterations 4", "How many needles?")
+    result = ip.user_ns["result"]
+    assert result.answer == "two needles" and ip.user_ns["_rlm"] is result
+    assert result.trajectory.iterations[0].cells[0].text.strip() == "2"
+    assert result.trajectory.root.context_info["total_chars"] == 25
+
+
+def test_unknown_variable_is_a_one_line_usage_error_with_a_suggestion(ip):
+    ip.user_ns["documents"] = "x"
+    with pytest.raises(UsageError, match="no variable named 'document'.*Did you mean 'documents'"):
+        ip.run_cell_magic("rlm", "document", "q")
+
+
+def test_unknown_option_empty_query_and_unknown_model_are_usage_errors(ip):
+    ip.user_ns["docs"] = "x"
+    with pytest.raises(UsageError):
+        ip.run_cell_magic("rlm", "docs --no-such-option", "q")
+    with pytest.raises(UsageError, match="query\\) is empty"):
+        ip.run_cell_magic("rlm", "docs", "   ")
+    with pytest.raises(UsageError, match="unknown model id 'not-a-provider-model"):
+        ip.run_cell_magic("rlm", "docs -m not-a-provider-model-xyz", "q")
+
+
+def test_unpicklable_variable_is_a_usage_error_and_the_variable_survives(ip):
+    import threading
+
+    lock = threading.Lock()
+    ip.user_ns["bad"] = lock
+    with pytest.raises(UsageError, match="cannot be pickled"):
+        ip.run_cell_magic("rlm", "bad -m scripted/whatever", "q")
+    assert ip.user_ns["bad"] is lock
+
+
+def test_config_sets_defaults_for_later_runs(ip, scripted):
+    root = scripted([repl("print(1)"), repl("print(2)"), "FINAL(forced)"])
+    ip.user_ns["docs"] = "x"
+    ip.run_line_magic("config", f"RLM.model = '{root}'")
+    ip.run_line_magic("config", "RLM.max_iterations = 1")
+    try:
+        ip.run_cell_magic("rlm", "docs --out r2", "q")
+        r2 = ip.user_ns["r2"]
+        assert r2.trajectory.root.model == root and r2.status == "max_iterations"
+    finally:
+        ip.run_line_magic("config", "RLM.model = ''")
+        ip.run_line_magic("config", "RLM.max_iterations = 30")
+
+
+def test_rlm_line_magic_lists_runs(ip, capsys):
+    ip.run_line_magic("rlm", "runs")
+    assert "two needles" in capsys.readouterr().out
+    with pytest.raises(UsageError):
+        ip.run_line_magic("rlm", "frobnicate")
+
+
+def _collect(kc, msg_id, timeout=120):
+    msgs = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        msgs.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return msgs
+
+
+def test_cell_magic_in_a_real_kernel_shows_live_progress_and_the_answer():
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        setup = textwrap.dedent(
+            """
+            %load_ext rlm_jupyter
+            from rlm_jupyter.lm.scripted import script
+            sub = script("kernel-sub", lambda m: "yes", latency=0.3)
+            root = script("kernel-root", [
+                "```repl\\nr = [llm_query('is it ' + w) for w in context.split()[:3]]\\nprint(r)\\n```",
+                "FINAL(three yes)",
+            ])
+            docs = "alpha beta gamma delta"
+            """
+        )
+        reply = kc.execute_interactive(setup, timeout=120)
+        assert reply["content"]["status"] == "ok"
+        msg_id = kc.execute("%%rlm docs --out result -m scripted/kernel-root --sub-model scripted/kernel-sub\nWhat?")
+        msgs = _collect(kc, msg_id)
+        kinds = [m["msg_type"] for m in msgs]
+        assert "display_data" in kinds and kinds.count("update_display_data") >= 1
+        final = [m for m in msgs if m["msg_type"] in ("display_data", "update_display_data")][-1]
+        assert "three yes" in final["content"]["data"]["text/plain"]
+        assert "RLM done" in final["content"]["data"]["text/plain"]
+        assert "<div class=\"rlm-answer\"" in final["content"]["data"]["text/html"]
+        errors = [m for m in msgs if m["msg_type"] == "error"]
+        assert not errors
+        check = kc.execute_interactive("print(result.answer, len(result.trajectory.subcalls))", timeout=30)
+        assert check["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def test_a_model_killing_its_kernel_leaves_the_notebook_kernel_and_variables_intact():
+    km, kc = start_new_kernel(kernel_name="python3")
+    try:
+        setup = textwrap.dedent(
+            """
+            %load_ext rlm_jupyter
+            from rlm_jupyter.lm.scripted import script
+            root = script("killer", ["```repl\\nimport os, signal\\nos.kill(os.getpid(), signal.SIGKILL)\\n```", "FINAL(survived)"])
+            precious = [1, 2, 3]
+            """
+        )
+        assert kc.execute_interactive(setup, timeout=120)["content"]["status"] == "ok"
+        msg_id = kc.execute("%%rlm precious --out r -m scripted/killer --sub-model scripted/killer\nq")
+        _collect(kc, msg_id)
+        out = []
+        kc.execute_interactive("print(precious, r.answer)", output_hook=lambda m: out.append(m), timeout=30)
+        text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
+        assert text.strip() == "[1, 2, 3] survived"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
