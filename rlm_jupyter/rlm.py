@@ -76,6 +76,8 @@ class RLM(Configurable):
     lm_timeout = Float(600.0, help="Per-request LM timeout in seconds.").tag(config=True)
     completion_kwargs = Dict(help="Extra keyword arguments for every litellm call (api_base, temperature, ...).").tag(config=True)
     kernel_python = Unicode("", help="Python interpreter of the environment kernel ('' = this one).").tag(config=True)
+    keep_environment = Bool(False, help="Keep the root's REPL environment kernel alive after the run (RLMResult.environment) to explore or re-run the model's code.").tag(config=True)
+    environment_idle_seconds = Float(1800.0, help="A kept environment shuts down after this many idle seconds.").tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -180,6 +182,7 @@ class RLM(Configurable):
         budget = Budget(self._limits())
         python = self.kernel_python or None
         tree = RunTree(settings, lm, lambda node: KernelREPL(timeout=self.timeout, python=python), bus, budget)
+        tree.keep_root_environment = self.keep_environment
         node = RLMNode(tree)
         t0 = time.monotonic()
         try:
@@ -188,6 +191,8 @@ class RLM(Configurable):
         except asyncio.CancelledError:
             status, answer, message = "stopped", None, "stopped by the user"
         result = RLMResult(answer, status, message, traj, budget.usage, time.monotonic() - t0)
+        if self.keep_environment and node.env is not None and status != "stopped" and getattr(node.env, "kc", None) is not None:
+            result.environment = RunEnvironment(node.env, self.environment_idle_seconds, asyncio.get_running_loop())
         self.runs.append(result)
         return result
 
@@ -221,6 +226,71 @@ def _check_picklable(context: Any) -> None:
         ) from None
 
 
+class RunEnvironment:
+    """The REPL environment kernel of a finished run, kept alive to explore what the model did.
+
+    Its variables are the model's (``context`` included); sub-calls still work through the
+    run's channel. Closed by :meth:`close`, or after ``idle_seconds`` without use.
+
+    Args:
+        env: the run's :class:`~rlm_jupyter.environment.kernel.KernelREPL`.
+        idle_seconds: idle time (seconds) after which it shuts down.
+        loop: the event loop the run ran on (the kernel client's sockets belong to it). In
+            async code use :meth:`aexecute`/:meth:`aclose` on that loop; the synchronous
+            methods are for other threads (a notebook cell).
+    """
+
+    def __init__(self, env: Any, idle_seconds: float, loop: asyncio.AbstractEventLoop) -> None:
+        self.env = env
+        self.idle_seconds = idle_seconds
+        self.loop = loop
+        self._last_use = time.monotonic()
+        self._closed = False
+        loop.call_soon_threadsafe(self._schedule_idle_check)
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed
+
+    def _schedule_idle_check(self) -> None:
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        idle = time.monotonic() - self._last_use
+        if idle >= self.idle_seconds:
+            loop.create_task(self.aclose())
+        else:
+            loop.call_later(min(60.0, self.idle_seconds - idle + 0.01), self._schedule_idle_check)
+
+    async def aexecute(self, code: str, timeout: float | None = None):
+        """Run ``code`` in the environment; returns an ``ExecResult`` (outputs, text, status).
+
+        Raises:
+            RuntimeError: the environment was closed.
+        """
+        if self._closed:
+            raise RuntimeError("this run's REPL environment is closed")
+        self._last_use = time.monotonic()
+        try:
+            return await self.env.execute(code, timeout=timeout)
+        finally:
+            self._last_use = time.monotonic()
+
+    def execute(self, code: str, timeout: float | None = None):
+        """Synchronous :meth:`aexecute`, from a thread other than the run's event loop."""
+        return asyncio.run_coroutine_threadsafe(self.aexecute(code, timeout), self.loop).result()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.env.shutdown()
+
+    def close(self) -> None:
+        """Shut the kernel down (idempotent)."""
+        if not self._closed:
+            asyncio.run_coroutine_threadsafe(self.aclose(), self.loop).result(timeout=60)
+
+
 class _LoopThread:
     """One long-lived event loop in a daemon thread, shared by every synchronous run.
 
@@ -241,7 +311,7 @@ class _LoopThread:
             return cls._loop
 
 
-def _run_in_thread(coro, on_tick: Callable[[], None] | None = None) -> RLMResult:
+def _run_in_thread(coro, on_tick: Callable[[], None] | None = None) -> Any:
     """Run ``coro`` on the shared event-loop thread, waiting in this thread.
 
     A ``KeyboardInterrupt`` while waiting cancels the run's task; the coroutine then

@@ -141,3 +141,33 @@ def test_a_model_killing_its_kernel_leaves_the_notebook_kernel_and_variables_int
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_rlm_step_runs_code_in_the_runs_environment_not_in_this_kernel(ip, scripted, capsys):
+    root = scripted([repl("secret = len(context) * 2\nprint(secret)"), "FINAL(done)"])
+    ip.user_ns["docs"] = "abcd"
+    ip.run_cell_magic("rlm", f"docs --out stepped -m {root} --sub-model {root}", "q")
+    run = ip.user_ns["stepped"]
+    assert run.environment is not None and run.environment.alive
+    capsys.readouterr()
+    ip.run_cell_magic("rlm_step", run.run_id, "print(secret + 1, context)")
+    assert capsys.readouterr().out.strip() == "9 abcd"
+    assert "secret" not in ip.user_ns
+    ip.run_line_magic("rlm", f"close {run.run_id}")
+    assert not run.environment.alive
+    with pytest.raises(UsageError, match="is closed"):
+        ip.run_cell_magic("rlm_step", run.run_id, "print(1)")
+
+
+def test_only_the_newest_environments_are_kept(ip, scripted):
+    from rlm_jupyter.jupyter.magics import KEPT_ENVIRONMENTS
+
+    ip.user_ns["docs"] = "x"
+    results = []
+    for i in range(KEPT_ENVIRONMENTS + 1):
+        root = scripted(["FINAL(r)"])
+        ip.run_cell_magic("rlm", f"docs --out kept -m {root} --sub-model {root} -q", "q")
+        results.append(ip.user_ns["kept"])
+    assert not results[0].environment.alive and all(r.environment.alive for r in results[1:])
+    ip.run_line_magic("rlm", "close all")
+    assert not any(r.environment.alive for r in results)

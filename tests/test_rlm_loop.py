@@ -268,3 +268,23 @@ def test_dataframe_context_is_usable_in_the_kernel(scripted):
     root = scripted([repl("print(context['b'].sum())"), "FINAL(x)"])
     res = RLM(model=root, sub_model=root).completion("q", pd.DataFrame({"a": [1, 2], "b": [10, 20]}))
     assert res.trajectory.iterations[0].cells[0].text.strip() == "30"
+
+
+def test_kept_environment_can_be_explored_and_closes_when_idle(scripted):
+    import time
+
+    root = scripted([repl("found = context.upper()"), "FINAL_VAR(found)"])
+    before = kernel_children()
+    res = RLM(model=root, sub_model=root, keep_environment=True, environment_idle_seconds=1.5).completion("q", "abc")
+    assert res.environment.execute("print(found, len(context))").text.strip() == "ABC 3"
+    deadline = time.monotonic() + 15
+    while res.environment.alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not res.environment.alive
+    time.sleep(0.5)
+    assert not (kernel_children() - before)
+
+
+def test_environments_are_not_kept_by_default(scripted):
+    root = scripted(["FINAL(x)"])
+    assert RLM(model=root, sub_model=root).completion("q", "abc").environment is None

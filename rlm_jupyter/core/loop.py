@@ -115,6 +115,8 @@ class RunTree:
         self.budget = budget
         self.semaphore = asyncio.Semaphore(settings.concurrency)
         self.environments: list[REPLEnvironment] = []
+        # keep the root's REPL environment alive after the run (to explore or re-run its cells)
+        self.keep_root_environment = False
 
 
 class RLMNode:
@@ -153,6 +155,7 @@ class RLMNode:
             prompt_style=s.prompt_style,
         )
         result = NodeResult(None, "error", "not started")
+        keep = False
         try:
             self.env = self.tree.env_factory(self)
             self.tree.environments.append(self.env)
@@ -160,9 +163,11 @@ class RLMNode:
             load_seconds = await self.env.load_context(context)
             self.emit(ev.NOTICE, message=f"context loaded into the REPL environment in {load_seconds:.3f} s", load_seconds=load_seconds)
             result = await self._loop(query, info)
+            keep = self.depth == 0 and self.tree.keep_root_environment
         except LimitExceeded as exc:
             self.emit(ev.LIMIT, limit=exc.limit, message=exc.message)
             result = NodeResult(None, "limit", exc.message, result.iterations)
+            keep = self.depth == 0 and self.tree.keep_root_environment
         except asyncio.CancelledError:
             self.emit(ev.RUN_FINISHED, status="stopped", answer=None, message="stopped by the user", usage=self._usage())
             raise
@@ -172,7 +177,7 @@ class RLMNode:
             self.emit(ev.ERROR, message=str(exc), error_type=type(exc).__name__)
             result = NodeResult(None, "error", f"{type(exc).__name__}: {exc}", result.iterations)
         finally:
-            if self.env is not None:
+            if self.env is not None and not keep:
                 await asyncio.shield(self._shutdown_env())
         self.emit(ev.RUN_FINISHED, status=result.status, answer=result.answer, message=result.message, usage=self._usage())
         return result

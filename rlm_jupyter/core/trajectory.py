@@ -259,6 +259,8 @@ class RLMResult:
         trajectory: the full :class:`Trajectory`.
         usage: totals over the whole call tree (tokens, USD, seconds of LM time, calls).
         wall_seconds: wall time of the run.
+        environment: with ``RLM(keep_environment=True)``, the run's live REPL environment
+            (``.execute(code)``, ``.close()``); else ``None``.
     """
 
     answer: str | None
@@ -267,6 +269,12 @@ class RLMResult:
     trajectory: Trajectory
     usage: Usage
     wall_seconds: float
+    environment: Any = None
+
+    def close(self) -> None:
+        """Shut down the kept REPL environment, if any."""
+        if self.environment is not None:
+            self.environment.close()
 
     @property
     def run_id(self) -> str:

@@ -14,8 +14,10 @@ Defaults come from ``%config RLM.<trait> = ...`` (see :class:`rlm_jupyter.rlm.RL
 
 from __future__ import annotations
 
+import atexit
 import difflib
 import shlex
+import sys
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -24,6 +26,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from ..core.context import ContextError
 from ..rlm import RLM
 from .progress import ProgressView
+
+# %%rlm keeps the REPL environment kernels of this many newest runs alive (for %%rlm_step).
+KEPT_ENVIRONMENTS = 3
 
 
 def _unknown_variable(name: str, ns: dict) -> UsageError:
@@ -90,7 +95,7 @@ class RLMMagics(Magics):
         for opt, key in (("--model", "model"), ("--sub-model", "sub_model")):
             if overrides[key]:
                 _check_model(overrides[key], opt)
-        rlm = RLM(config=self.defaults.config, **{k: v for k, v in overrides.items() if v is not None})
+        rlm = RLM(config=self.defaults.config, keep_environment=True, **{k: v for k, v in overrides.items() if v is not None})
         view = ProgressView(quiet=args.quiet)
         try:
             result = rlm.completion(query, ns[args.variable], on_event=view.on_event, on_tick=view.tick)
@@ -98,32 +103,93 @@ class RLMMagics(Magics):
             raise UsageError(f"%%rlm: {exc}") from None
         view.finish(result.answer, result.status, result.message)
         self.runs.append(result)
+        self._close_old_environments()
         ns["_rlm"] = result
         if args.out:
             ns[args.out] = result
 
+    def _close_old_environments(self) -> None:
+        """Keep only the newest :data:`KEPT_ENVIRONMENTS` runs' environment kernels alive."""
+        live = [r for r in self.runs if r.environment is not None and r.environment.alive]
+        for r in live[:-KEPT_ENVIRONMENTS]:
+            r.close()
+
+    def close_all(self) -> None:
+        """Shut down every kept REPL environment (at exit, or ``%rlm close all``)."""
+        for r in self.runs:
+            try:
+                r.close()
+            except Exception:
+                pass
+
+    def _find_run(self, key: str):
+        for i, r in enumerate(self.runs):
+            if key == str(i) or key == r.run_id:
+                return r
+        raise UsageError(f"%rlm: no run {key!r}; `%rlm runs` lists them (by number or run id)")
+
+    @magic_arguments()
+    @argument("run", help="Run number (see %rlm runs) or run id.")
+    @argument("iteration", nargs="?", default=None, help="Iteration the cell came from (informational).")
+    @cell_magic
+    def rlm_step(self, line: str, cell: str) -> None:
+        """Run the cell in a finished run's REPL environment (where ``context`` and the model's
+        variables live), not in this kernel, and show its outputs here."""
+        args = parse_argstring(self.rlm_step, line)
+        run = self._find_run(args.run)
+        if run.environment is None or not run.environment.alive:
+            raise UsageError(f"%%rlm_step: the REPL environment of run {run.run_id} is closed; re-run its %%rlm cell")
+        res = run.environment.execute(cell)
+        show_outputs(res.outputs)
+        if res.notice:
+            print(f"[{res.notice}]", file=sys.stderr)
+
     @line_magic("rlm")
     def rlm_line(self, line: str) -> None:
-        """``%rlm runs`` lists this session's runs; ``%rlm config`` shows the defaults."""
+        """``%rlm runs`` lists this session's runs; ``%rlm config`` shows the defaults;
+        ``%rlm close R|all`` shuts down kept REPL environments."""
         words = shlex.split(line)
         cmd = words[0] if words else "runs"
         if cmd == "runs":
             if not self.runs:
                 print("No %%rlm runs yet in this session.")
             for i, r in enumerate(self.runs):
-                print(f"[{i}] {r.run_id} {r.status:<15} ${r.usage.usd:.4f} {r.wall_seconds:7.1f} s  {(r.answer or '')[:60]!r}")
+                env = "environment alive" if r.environment is not None and r.environment.alive else "closed"
+                print(f"[{i}] {r.run_id} {r.status:<15} ${r.usage.usd:.4f} {r.wall_seconds:7.1f} s  {env:<17} {(r.answer or '')[:60]!r}")
         elif cmd == "config":
             root, sub = self.defaults.resolved_models()
             print(f"root model: {root}\nsub model:  {sub}")
             for name in sorted(self.defaults.class_own_traits(config=True)):
                 print(f"RLM.{name} = {getattr(self.defaults, name)!r}")
+        elif cmd == "close":
+            if len(words) < 2 or words[1] == "all":
+                self.close_all()
+            else:
+                self._find_run(words[1]).close()
         else:
-            raise UsageError(f"%rlm: unknown command {cmd!r}; use 'runs' or 'config'")
+            raise UsageError(f"%rlm: unknown command {cmd!r}; use 'runs', 'config' or 'close'")
+
+
+def show_outputs(outputs: list[dict]) -> None:
+    """Re-publish nbformat outputs (from the environment kernel) in the current cell."""
+    from IPython.display import display
+
+    for out in outputs:
+        ot = out.get("output_type")
+        if ot == "stream":
+            stream = sys.stderr if out.get("name") == "stderr" else sys.stdout
+            stream.write(out.get("text", ""))
+            stream.flush()
+        elif ot in ("display_data", "execute_result"):
+            display(dict(out.get("data", {})), raw=True, metadata=dict(out.get("metadata", {})))
+        elif ot == "error":
+            print("\n".join(out.get("traceback") or [f"{out.get('ename')}: {out.get('evalue')}"]), file=sys.stderr)
 
 
 def load_ipython_extension(ipython) -> None:
     magics = RLMMagics(ipython)
     ipython.register_magics(magics)
+    atexit.register(magics.close_all)
     if magics.defaults not in ipython.configurables:
         ipython.configurables.append(magics.defaults)
 
