@@ -50,6 +50,10 @@ def default_models(env: dict[str, str] | None = None) -> tuple[str, str]:
     return local.MODEL_ID, local.MODEL_ID
 
 
+DEFAULT_OUTPUT_CHARS = 20_000  # official implementation's per-block cap
+SMALL_OUTPUT_CHARS = 4_000  # the embedded model reads ~80 tokens/s: keep its feedback short
+
+
 class RLM(Configurable):
     """A Recursive Language Model whose REPL environment is a Jupyter kernel.
 
@@ -67,7 +71,7 @@ class RLM(Configurable):
     max_usd = Float(None, allow_none=True, help="US dollars over the whole tree.").tag(config=True)
     max_seconds = Float(None, allow_none=True, help="Wall-clock seconds for the whole run.").tag(config=True)
     timeout = Float(120.0, help="Per-code-block timeout in seconds (interrupt, then restart the kernel).").tag(config=True)
-    max_output_chars = Int(20_000, help="REPL output shown to the root LM per block, in characters.").tag(config=True)
+    max_output_chars = Int(None, allow_none=True, help="REPL output shown to the root LM per block, in characters (None = 20,000; 4,000 for the embedded model).").tag(config=True)
     concurrency = Int(16, help="Sub-calls in flight at once (llm_query_batched).").tag(config=True)
     prompt_style = Enum(["auto", "standard", "small"], "auto", help="'small' adds a worked example for small models; 'auto' picks it for the embedded model.").tag(config=True)
     constrain_root = Enum(["auto", "on", "off"], "auto", help="Grammar-constrain the embedded root model's replies to one repl block or one FINAL ('auto' = on for the embedded model).").tag(config=True)
@@ -104,7 +108,7 @@ class RLM(Configurable):
         root_kwargs: dict[str, Any] = {}
         if is_local:
             root_kwargs.update(temperature=0.0, max_tokens=512)
-            if self.constrain_root == "on" or (self.constrain_root == "auto"):
+            if self.constrain_root != "off":
                 root_kwargs["rlm_grammar"] = "root"
         elif self.constrain_root == "on":
             raise ValueError("constrain_root='on' needs the embedded model as root (a llama.cpp grammar)")
@@ -115,7 +119,7 @@ class RLM(Configurable):
             model=root,
             sub_model=sub,
             prompt_style=style,
-            max_output_chars=self.max_output_chars if not (is_local and self.max_output_chars == 20_000) else 4_000,
+            max_output_chars=self.max_output_chars or (SMALL_OUTPUT_CHARS if is_local else DEFAULT_OUTPUT_CHARS),
             block_timeout=self.timeout,
             concurrency=self.concurrency,
             root_kwargs=root_kwargs,

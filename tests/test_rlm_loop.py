@@ -288,3 +288,15 @@ def test_kept_environment_can_be_explored_and_closes_when_idle(scripted):
 def test_environments_are_not_kept_by_default(scripted):
     root = scripted(["FINAL(x)"])
     assert RLM(model=root, sub_model=root).completion("q", "abc").environment is None
+
+
+def test_a_sub_call_prompt_larger_than_the_sub_models_window_fails_clearly(scripted):
+    from rlm_jupyter.lm._litellm import litellm_module
+
+    sub = scripted(lambda m: "never called")
+    litellm_module().register_model({sub: {"max_input_tokens": 1000, "litellm_provider": "scripted", "mode": "chat"}})
+    root = scripted([repl("try:\n    llm_query('word ' * 5000)\nexcept SubcallError as e:\n    print(e)"), "FINAL(x)"])
+    res = RLM(model=root, sub_model=sub).completion("q", "abc")
+    text = res.trajectory.iterations[0].cells[0].text
+    assert "takes at most 1,000" in text and "send a smaller slice" in text
+    assert scripted.calls(sub) == []

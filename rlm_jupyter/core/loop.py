@@ -320,11 +320,7 @@ class RLMNode:
         emit(ev.SUBCALL_STARTED, sid, self.node_id, self.depth + 1, op="llm_query", model=model, prompt=prompt, batch=batch)
         try:
             self.tree.budget.check()
-            if s.sub_window_tokens and model == s.sub_model and len(prompt) > s.sub_window_tokens * 6:
-                raise ValueError(
-                    f"prompt of {len(prompt):,} characters is far larger than the sub-model's window of "
-                    f"{s.sub_window_tokens:,} tokens; send a smaller slice"
-                )
+            self._check_window(model, prompt)
             async with self.tree.semaphore:
                 reply = await self.tree.lm.acomplete(model, [{"role": "user", "content": prompt}], **s.sub_kwargs)
         except (asyncio.CancelledError, LimitExceeded):
@@ -347,6 +343,22 @@ class RLMNode:
             cached=reply.cached,
         )
         return reply.text
+
+    def _check_window(self, model: str, prompt: str) -> None:
+        """Raise ``ValueError`` if ``prompt`` cannot fit the sub-model's input window.
+
+        Tokens are counted (litellm's tokenizer for the model) only when the prompt has more
+        than 2 characters per window token, so ordinary prompts cost nothing here.
+        """
+        window = self.tree.settings.sub_window_tokens
+        if not window or model != self.tree.settings.sub_model or len(prompt) <= window * 2:
+            return
+        tokens = self.tree.lm.count_tokens(model, prompt)
+        if tokens > window:
+            raise ValueError(
+                f"the prompt has {tokens:,} tokens ({len(prompt):,} characters) but the sub-model {model} "
+                f"takes at most {window:,}; send a smaller slice"
+            )
 
     async def _rlm_query(self, prompt: str, context: Any) -> str:
         limits = self.tree.budget.limits

@@ -33,6 +33,8 @@ class LMReply:
 class LM(Protocol):
     async def acomplete(self, model: str, messages: list[dict], **kwargs: Any) -> LMReply: ...
 
+    def count_tokens(self, model: str, text: str) -> int: ...
+
 
 @dataclasses.dataclass
 class ExecResult:

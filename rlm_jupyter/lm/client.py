@@ -113,6 +113,10 @@ class LMClient:
                 await asyncio.sleep(delay * (1 + random.random() / 4))
         return self._reply(model, resp, time.monotonic() - t0)
 
+    def count_tokens(self, model: str, text: str) -> int:
+        """Tokens of ``text`` for ``model`` (litellm's tokenizer; tiktoken cl100k if unknown)."""
+        return int(litellm_module().token_counter(model=model, text=text))
+
     def _reply(self, model: str, resp: Any, seconds: float) -> LMReply:
         litellm = litellm_module()
         text = ""
