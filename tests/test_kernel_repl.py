@@ -172,3 +172,26 @@ def test_shutdown_leaves_no_kernel_process_behind():
 
     with_env(body)
     assert not (kernel_children() - before)
+
+
+def test_code_that_ignores_interrupts_gets_its_kernel_restarted():
+    async def body(env):
+        await env.load_context("ctx")
+        await env.execute("y = 1")
+        code = "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n    except KeyboardInterrupt:\n        pass"
+        r = await env.execute(code, timeout=1.0)
+        after = await env.execute("print(context, 'y' in dir())")
+        return r, after, env.restarts
+
+    r, after, restarts = with_env(body)
+    assert r.status == "timeout" and "restarted" in r.notice and restarts == 1
+    assert after.text.strip() == "ctx False"
+
+
+def test_show_vars_lists_the_models_variables():
+    async def body(env):
+        await env.load_context(["a", "b"])
+        return await env.execute("total = 3\nSHOW_VARS()")
+
+    text = with_env(body).text
+    assert "context: list, len 2" in text and "total: int" in text and "llm_query" not in text

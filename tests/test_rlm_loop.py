@@ -79,6 +79,8 @@ def test_depth_two_runs_a_child_rlm_with_its_own_kernel(scripted):
     child = res.trajectory.nodes["0.c1"]
     assert child.parent_id == "0" and child.depth == 1 and child.answer == "4"
     assert res.trajectory.iterations[0].children == ["0.c1"]
+    # usage covers the whole tree: 2 root calls + 2 child root calls
+    assert res.usage.calls == 4 and res.trajectory.usage().calls == 4
 
 
 def test_rlm_query_at_max_depth_is_a_plain_sub_call(scripted):
