@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any, Callable
 
-from traitlets import Bool, Dict, Float, Int, Unicode, Enum, default
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
 from .core import events as ev
@@ -80,6 +80,11 @@ class RLM(Configurable):
     lm_timeout = Float(600.0, help="Per-request LM timeout in seconds.").tag(config=True)
     completion_kwargs = Dict(help="Extra keyword arguments for every litellm call (api_base, temperature, ...).").tag(config=True)
     kernel_python = Unicode("", help="Python interpreter of the environment kernel ('' = this one).").tag(config=True)
+    sandbox = Enum(["auto", "on", "off"], "auto", help="Run the environment kernel in bubblewrap: 'auto' = when bwrap works (Linux), with a warning otherwise; 'on' = required (error if unavailable); 'off' = plain child process.").tag(config=True)
+    memory_limit_mb = Int(None, allow_none=True, help="Address-space limit of the environment kernel in MiB (None = half the RAM, at least 2 GiB; 0 = no limit).").tag(config=True)
+    cpu_seconds = Int(None, allow_none=True, help="CPU-time limit of the environment kernel in seconds over its life (None = no limit).").tag(config=True)
+    max_processes = Int(512, allow_none=True, help="Process limit inside the sandbox (None = no limit).").tag(config=True)
+    sandbox_paths = List(Unicode(), help="Extra host paths bound read-only into the sandbox.").tag(config=True)
     keep_environment = Bool(False, help="Keep the root's REPL environment kernel alive after the run (RLMResult.environment) to explore or re-run the model's code.").tag(config=True)
     environment_idle_seconds = Float(1800.0, help="A kept environment shuts down after this many idle seconds.").tag(config=True)
 
@@ -127,6 +132,20 @@ class RLM(Configurable):
             sub_window_tokens=context_window_tokens(sub),
         )
 
+    def _environment(self, python: str | None):
+        """A new (unstarted) REPL environment kernel with this RLM's sandbox settings."""
+        from .environment.kernel import KernelREPL
+
+        return KernelREPL(
+            timeout=self.timeout,
+            python=python,
+            sandbox={"auto": None, "on": True, "off": False}[self.sandbox],
+            memory_limit_mb="auto" if self.memory_limit_mb is None else (self.memory_limit_mb or None),
+            cpu_seconds=self.cpu_seconds,
+            max_processes=self.max_processes,
+            sandbox_paths=list(self.sandbox_paths),
+        )
+
     def _limits(self) -> Limits:
         return Limits(
             max_iterations=self.max_iterations,
@@ -169,7 +188,6 @@ class RLM(Configurable):
         _check_picklable(context)
         root, sub = self.resolved_models()
         settings = self._settings(root, sub)
-        from .environment.kernel import KernelREPL
         from .lm.client import LMClient
 
         lm = LMClient(
@@ -185,7 +203,7 @@ class RLM(Configurable):
             bus.subscribe(on_event)
         budget = Budget(self._limits())
         python = self.kernel_python or None
-        tree = RunTree(settings, lm, lambda node: KernelREPL(timeout=self.timeout, python=python), bus, budget)
+        tree = RunTree(settings, lm, lambda node: self._environment(python), bus, budget)
         tree.keep_root_environment = self.keep_environment
         node = RLMNode(tree)
         t0 = time.monotonic()

@@ -302,3 +302,15 @@ def test_a_sub_call_prompt_larger_than_the_sub_models_window_fails_clearly(scrip
     text = res.trajectory.iterations[0].cells[0].text
     assert "takes at most 1,000" in text and "send a smaller slice" in text
     assert scripted.calls(sub) == []
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_sandbox_setting_reaches_the_environment_kernel(scripted, mode):
+    import shutil
+
+    if mode == "on" and not shutil.which("bwrap"):
+        pytest.skip("bubblewrap not installed")
+    root = scripted([repl("import os\nprint(os.getpid() < 10)"), "FINAL(x)"])
+    res = RLM(model=root, sub_model=root, sandbox=mode).completion("q", "abc")
+    in_own_pid_namespace = res.trajectory.iterations[0].cells[0].text.strip() == "True"
+    assert in_own_pid_namespace == (mode == "on")

@@ -254,7 +254,12 @@ class RLMNode:
                 text = await self.env.variable_text(final.value) if final.value.isidentifier() else None
                 if text is not None:
                     return self._final(text, "FINAL_VAR", it)
-                notes.append(f"FINAL_VAR({final.value}) failed: there is no REPL variable named {final.value!r}.")
+                notes.append(
+                    f"FINAL_VAR({final.value}) failed: there is no REPL variable named {final.value!r}, "
+                    "or its value could not be read."
+                )
+            elif final is not None and not final.value.strip():
+                notes.append("Your FINAL(...) was empty (cut off?). Give the answer inside FINAL(...).")
             elif final is not None and not parsed.code_blocks:
                 return self._final(final.value, "FINAL", it)
             elif final is not None:

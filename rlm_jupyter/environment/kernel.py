@@ -174,16 +174,17 @@ class KernelREPL:
         python: interpreter of the kernel (default: this one, so it imports rlm_jupyter).
         extra_env: variables added to the kernel's (credential-free) environment.
         sandbox: ``None`` (default) = bubblewrap if installed and working, else a plain
-            child process with a :class:`~.sandbox.SandboxWarning`; ``True`` = the same, but
-            the warning says the sandbox was asked for; ``False`` = never.
+            child process with a :class:`~.sandbox.SandboxWarning`; ``True`` = bubblewrap or
+            :meth:`start` fails (:class:`EnvironmentError_` with the reason); ``False`` = never.
         memory_limit_mb: address-space limit of the kernel in MiB (``"auto"`` = half the
             RAM, at least 2 GiB; ``None`` = none). Allocations beyond it raise MemoryError.
         cpu_seconds: CPU-time limit of the kernel process's life (``None`` = none); the
             kernel is killed (and restarted) when it is reached.
         max_processes: processes + threads the kernel may have (``None`` = none). Enforced
             for a root parent only in the sandbox (where the kernel runs as ``run_as``).
-        run_as: uid the sandboxed kernel drops to when the parent is root (default
-            ``nobody``); ``None`` keeps root (with all capabilities dropped).
+        run_as: uid the sandboxed kernel drops to when the parent is root (``"auto"``, the
+            default: a random private uid, so that its process limit is its own; or an int,
+            e.g. 65534 for ``nobody``); ``None`` keeps root.
         sandbox_paths: more paths to bind read-only into the sandbox (data, packages).
         max_output_chars: what one cell may print per stream; the rest is dropped in the
             kernel (the head and the tail are kept, with a marker).
@@ -206,7 +207,7 @@ class KernelREPL:
         memory_limit_mb: int | str | None = "auto",
         cpu_seconds: int | None = None,
         max_processes: int | None = 512,
-        run_as: int | None = sb.NOBODY,
+        run_as: int | str | None = "auto",
         sandbox_paths: list[str] | None = None,
         max_output_chars: int | None = MAX_OUTPUT_CHARS,
     ) -> None:
@@ -225,6 +226,8 @@ class KernelREPL:
         self.env_id = secrets.token_hex(8)
         self.sandboxed = False
         self.sandbox_reason = "not started"
+        if run_as == "auto":
+            run_as = sb.private_uid()
         self.run_as = run_as if (run_as is not None and os.geteuid() == 0) else None
         sweep_stale_workdirs()
         self.workdir = tempfile.mkdtemp(prefix="rlm-env-")
@@ -257,13 +260,16 @@ class KernelREPL:
             "--HistoryManager.enabled=False",
             "--InteractiveShellApp.exec_lines=[]",
         ]
-        if self.sandboxed:
-            # the kernel's parent is the sandbox's PID 1: no parent polling, no console banner
+        # No ipykernel parent polling (in the sandbox the parent is bwrap's PID 1; unsandboxed
+        # kernel_side.watch_parent kills the kernel *and its forks* when we die); also no
+        # console banner.
+        if self.sandboxed or sys.platform.startswith("linux"):
             kernel_cmd.append("--IPKernelApp.parent_handle=1")
         run_as = self.run_as if self.sandboxed else None
-        argv = sb.limits_argv(self.python, self.limits, kernel_cmd, run_as=run_as)
+        argv = sb.limits_argv(self.python, self.limits, kernel_cmd, run_as=run_as, per_user=not self.sandboxed)
         if self.sandboxed:
-            argv = sb.bwrap_argv(self.python, self.workdir, self._env(), PACKAGE_DIR, self.sandbox_paths) + argv
+            drop_caps = os.geteuid() == 0 and self.run_as is None
+            argv = sb.bwrap_argv(self.python, self.workdir, self._env(), PACKAGE_DIR, self.sandbox_paths, drop_caps=drop_caps) + argv
         spec = {
             "argv": argv,
             "display_name": "rlm_jupyter REPL environment",
@@ -293,6 +299,8 @@ class KernelREPL:
                 "MPLBACKEND": "Agg",
                 "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
                 "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+                "USER": "rlm",
+                "LOGNAME": "rlm",
             }
             py_dir = os.path.dirname(os.path.abspath(self.python))
             env["PATH"] = f"{py_dir}:{env['PATH']}"
@@ -308,9 +316,15 @@ class KernelREPL:
         """Start the sub-call server and the kernel, and install the REPL helpers.
 
         Raises:
-            EnvironmentError_: the kernel did not become ready within ``startup_timeout``.
+            EnvironmentError_: the kernel did not become ready within ``startup_timeout``, or
+                ``sandbox=True`` and bubblewrap is missing or does not work.
         """
-        use, self.sandbox_reason = await asyncio.to_thread(sb.resolve_sandbox, self.sandbox, self.python, PACKAGE_DIR)
+        try:
+            use, self.sandbox_reason = await asyncio.to_thread(sb.resolve_sandbox, self.sandbox, self.python, PACKAGE_DIR)
+        except sb.SandboxUnavailable as exc:
+            self.sandbox_reason = str(exc)
+            await self.shutdown()
+            raise EnvironmentError_(str(exc)) from None
         self.sandboxed = use
         self._give(self.workdir)
         self.server = SubcallServer(handler, directory=self.workdir)
@@ -357,6 +371,10 @@ class KernelREPL:
             f"_rlm_ks.install(get_ipython(), {self.server.path!r}, {self.server.token!r}, {self.max_output_chars!r})\n"
             "del _rlm_sys\n"
         )
+        if not self.sandboxed and sys.platform.startswith("linux"):
+            # the sandbox dies with its parent (--die-with-parent, PID namespace); a plain
+            # kernel and its forks need a watchdog
+            code += f"_rlm_ks.watch_parent({'RLM_ENV_ID=' + self.env_id!r})\n"
         reply = await self._silent(code)
         if reply.get("status") != "ok":
             raise EnvironmentError_(f"REPL bootstrap failed: {reply.get('ename')}: {reply.get('evalue')}")
@@ -460,10 +478,11 @@ class KernelREPL:
                 msg = await self.kc.get_iopub_msg(timeout=min(deadline - now, 0.5))
             except queue.Empty:
                 if not await self.km.is_alive():
+                    how = self._exit_reason()
                     await self.restart()
                     return self._lost(outputs, "died", t0, (
-                        "The REPL environment kernel died while running this code (for example os._exit, a crash, "
-                        "or running out of memory). It was restarted: `context` was reloaded, other variables were lost."
+                        f"The REPL environment kernel died while running this code ({how}). "
+                        "It was restarted: `context` was reloaded, other variables were lost."
                     ))
                 continue
             if msg["parent_header"].get("msg_id") == msg_id:
@@ -511,6 +530,32 @@ class KernelREPL:
             notice=notice,
         )
 
+    def _exit_reason(self) -> str:
+        """How the kernel process ended, in words for the model and the user."""
+        proc = getattr(getattr(self.km, "provisioner", None), "process", None)
+        rc = proc.poll() if proc is not None else None
+        if rc is None:
+            return "for example os._exit, a crash, or running out of memory"
+        sig = -rc if rc < 0 else (rc - 128 if self.sandboxed and rc > 128 else None)  # bwrap: 128 + signal
+        if sig:
+            import signal
+
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = f"signal {sig}"
+            why = {
+                "SIGSEGV": "a segmentation fault",
+                "SIGBUS": "a bus error",
+                "SIGABRT": "an abort",
+                "SIGKILL": "killed: out of memory, the CPU-time limit, or os.kill",
+                "SIGXCPU": f"the CPU-time limit of {self.limits.cpu_seconds} s was reached",
+                "SIGILL": "an illegal instruction",
+                "SIGFPE": "a floating-point exception",
+            }.get(name, "killed by a signal")
+            return f"{name}: {why}"
+        return f"the process exited with status {rc}, e.g. os._exit or sys.exit in a thread"
+
     @staticmethod
     def _lost(outputs: list[dict], status: str, t0: float, notice: str) -> ExecResult:
         return ExecResult(outputs, outputs_to_text(outputs), status, time.monotonic() - t0, notice=notice)
@@ -552,8 +597,24 @@ class KernelREPL:
         outputs.append(out)
 
     async def variable_text(self, name: str) -> str | None:
-        """``str`` of REPL variable ``name`` (looked up by name, never evaluated), or ``None``."""
-        reply = await self._silent("", user_expressions={"v": f"_rlm_ks.value_text({name!r})"})
+        """``str`` of REPL variable ``name`` (looked up by name, never evaluated), or ``None``.
+
+        ``None`` too when turning it into text fails, hangs past the block timeout (the
+        kernel is interrupted, or restarted) or kills the kernel (it is restarted): a
+        hostile ``__str__`` cannot stall or end the run.
+        """
+        try:
+            reply = await self._silent("", user_expressions={"v": f"_rlm_ks.value_text({name!r})"}, timeout=self.timeout)
+        except EnvironmentError_:
+            if await self.km.is_alive():
+                await self.km.interrupt_kernel()
+                try:
+                    await self._silent("", timeout=INTERRUPT_GRACE_SECONDS)
+                    return None  # interrupted: the kernel and its variables are kept
+                except EnvironmentError_:
+                    pass
+            await self.restart()
+            return None
         v = (reply.get("user_expressions") or {}).get("v", {})
         if v.get("status") != "ok":
             return None

@@ -289,3 +289,35 @@ def check_context() -> str:
         return json.dumps(f"rebound:{type(ns['context']).__name__}")
     _state.context_noted = False
     return json.dumps(None)
+
+
+def watch_parent(marker: str, interval: float = 0.5) -> None:
+    """Unsandboxed kernels only: when the parent process dies (a notebook kernel restarted
+    mid-run), SIGKILL every process carrying ``marker`` in its environment (this kernel and
+    anything the model's code forked or daemonised), then this kernel's process group."""
+    import os
+    import signal
+    import time
+
+    parent = os.getppid()
+    needle = marker.encode()
+
+    def run():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        me = os.getpid()
+        for d in os.listdir("/proc"):
+            if not d.isdigit() or int(d) == me:
+                continue
+            try:
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    if needle in f.read().split(b"\0"):
+                        os.kill(int(d), signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        finally:
+            os._exit(1)
+
+    threading.Thread(target=run, name="rlm-parent-watch", daemon=True).start()

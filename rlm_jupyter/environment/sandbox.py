@@ -21,15 +21,17 @@ What the sandbox (:func:`bwrap_argv`) gives the kernel:
   ``--die-with-parent`` (if the parent process dies, so does the whole sandbox).
 - an environment with only the variables set here (``--clearenv``): no keys, nothing of
   the parent's environment.
-- when the parent runs as root: the kernel drops to an unprivileged uid (``nobody``,
-  65534, see ``run_as``), so it has no capabilities, cannot read root-only files and its
-  ``RLIMIT_NPROC`` applies (the kernel never enforces it for root).
+- when the parent runs as root: the kernel drops to an unprivileged uid of its own (a random
+  uid no other process uses, see ``run_as``), so it has no capabilities, cannot read
+  root-only files, and its ``RLIMIT_NPROC`` (never enforced for root) counts exactly this
+  sandbox's processes. A non-root parent gets the same from bubblewrap's user namespace,
+  where ``RLIMIT_NPROC`` also counts per namespace (Linux >= 5.14).
 
 The rlimits (:func:`limits_argv`): ``RLIMIT_AS`` (memory), ``RLIMIT_CPU`` (CPU seconds over
 the kernel process's life: SIGXCPU, then SIGKILL; a restart starts a new count),
-``RLIMIT_NPROC`` (processes + threads of the kernel's uid: with ``run_as`` that is the
-sandbox's own uid; for a non-root parent it is added to the user's current count, since the
-limit is per user), ``RLIMIT_CORE`` 0 (no core files from crashes).
+``RLIMIT_NPROC`` (processes + threads: in the sandbox those of the sandbox alone; in the
+unsandboxed fallback those of the whole user, so the user's current count is added, and not
+enforced at all for root), ``RLIMIT_CORE`` 0 (no core files from crashes).
 
 Remote kernels. For users who outgrow one machine the environment can be a kernel on a
 Jupyter Kernel Gateway or Enterprise Gateway: ``jupyter_client`` talks to it through
@@ -60,6 +62,14 @@ import time
 import warnings
 
 NOBODY = 65534
+RUN_AS_RANGE = (1_500_000_000, 2_000_000_000)  # private uids for sandboxes of a root parent
+
+
+def private_uid() -> int:
+    """A random uid from :data:`RUN_AS_RANGE` (no passwd entry; no other process has it)."""
+    import secrets
+
+    return RUN_AS_RANGE[0] + secrets.randbelow(RUN_AS_RANGE[1] - RUN_AS_RANGE[0])
 
 # Files and folders of /etc the interpreter and common libraries need (no secrets).
 ETC_FILES = [
@@ -94,7 +104,11 @@ os.execv(cmd[0], cmd)
 
 
 class SandboxWarning(UserWarning):
-    """The sandbox was asked for (or is the default) but cannot be used."""
+    """The sandbox is the default but cannot be used: the kernel runs unsandboxed."""
+
+
+class SandboxUnavailable(RuntimeError):
+    """``sandbox=True`` was asked for but bubblewrap is missing or does not work."""
 
 
 @dataclasses.dataclass
@@ -147,14 +161,20 @@ def _user_task_count(uid: int) -> int:
     return n
 
 
-def limits_argv(python: str, limits: Limits, cmd: list[str], run_as: int | None = None) -> list[str]:
-    """``python -S -c LAUNCHER ...``: apply ``limits`` (and drop to ``run_as``), then exec ``cmd``."""
+def limits_argv(
+    python: str, limits: Limits, cmd: list[str], run_as: int | None = None, per_user: bool = False
+) -> list[str]:
+    """``python -S -c LAUNCHER ...``: apply ``limits`` (and drop to ``run_as``), then exec ``cmd``.
+
+    ``per_user``: RLIMIT_NPROC will count all the user's tasks (no user namespace, no private
+    uid), so their current number is added to ``max_processes``.
+    """
     mem = (limits.memory_limit_mb or 0) * (1 << 20)
     cpu = limits.cpu_seconds or 0
     nproc = limits.max_processes or 0
     uid = -1 if run_as is None else run_as
-    if nproc and os.geteuid() != 0:
-        nproc += _user_task_count(os.geteuid())  # the limit is per user: leave room for theirs
+    if nproc and per_user and os.geteuid() != 0:
+        nproc += _user_task_count(os.geteuid())
     return [python, "-S", "-c", LAUNCHER, str(mem), str(cpu), str(nproc), str(uid), str(uid), *cmd]
 
 
@@ -201,6 +221,7 @@ def bwrap_argv(
     package_dir: str,
     ro_paths: list[str] | None = None,
     bwrap: str | None = None,
+    drop_caps: bool = False,
 ) -> list[str]:
     """The ``bwrap ...`` prefix that confines a command to the sandbox described above.
 
@@ -210,10 +231,13 @@ def bwrap_argv(
         env: the complete environment of the sandbox.
         package_dir: the ``rlm_jupyter`` package directory (bound read-only).
         ro_paths: more paths to bind read-only (e.g. data or an editable package).
+        drop_caps: drop every capability (a root parent whose kernel keeps uid 0).
     """
     bwrap = bwrap or bwrap_path() or "bwrap"
     args = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--hostname", "rlm-sandbox"]
+    if drop_caps:
+        args += ["--cap-drop", "ALL"]
     system = [d for d in SYSTEM_DIRS if os.path.lexists(d)]
     for d in system:
         if os.path.islink(d):
@@ -287,8 +311,8 @@ def resolve_sandbox(sandbox: bool | None, python: str, package_dir: str) -> tupl
     """Decide whether to sandbox: ``(use_it, reason)``.
 
     ``sandbox=None`` (auto) uses bubblewrap when it is installed and works, else falls back
-    to a plain child process with a :class:`SandboxWarning`. ``True`` is the same but the
-    warning says it was asked for; ``False`` never sandboxes.
+    to a plain child process with a :class:`SandboxWarning`. ``True`` requires it (raises
+    :class:`SandboxUnavailable` with the reason); ``False`` never sandboxes.
     """
     if sandbox is False:
         return False, "sandbox disabled"
@@ -300,6 +324,8 @@ def resolve_sandbox(sandbox: bool | None, python: str, package_dir: str) -> tupl
         if err is None:
             return True, "bubblewrap"
         why = f"bubblewrap does not work here: {err}"
+    if sandbox is True:
+        raise SandboxUnavailable(f"the sandbox was required but {why}. On Debian/Ubuntu: apt-get install bubblewrap.")
     warnings.warn(
         f"The REPL environment kernel runs WITHOUT a sandbox ({why}): the model's code can read your files and "
         "environment (minus API keys) and use the network. On Debian/Ubuntu: apt-get install bubblewrap.",

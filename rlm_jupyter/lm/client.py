@@ -44,6 +44,8 @@ class LMError(Exception):
 
 
 def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, asyncio.TimeoutError):
+        return True
     names = {cls.__name__ for cls in type(exc).__mro__}
     if names & set(RETRYABLE):
         return True
@@ -102,7 +104,11 @@ class LMClient:
         while True:
             attempt += 1
             try:
-                resp = await litellm.acompletion(model=model, messages=messages, **call_kwargs)
+                # litellm's own timeout does not bind every provider (a custom provider that
+                # hangs, a stalled stream): bound each attempt here too.
+                resp = await asyncio.wait_for(
+                    litellm.acompletion(model=model, messages=messages, **call_kwargs), self.timeout_seconds
+                )
                 break
             except asyncio.CancelledError:
                 raise
