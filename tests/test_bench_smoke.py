@@ -1,0 +1,54 @@
+"""The benchmarks' smoke mode runs and writes sane JSON (figures are not checked: benchmarks
+print figures, tests only check behaviour). Runs ``python -m bench ... --smoke`` in a
+subprocess, as a user would."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+def _bench(tmp_path, *args: str) -> dict:
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--smoke", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.exists(), proc.stdout[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_overhead_smoke_writes_json_with_sane_fields(tmp_path):
+    res = _bench(tmp_path, "overhead", "--official", "no")
+    assert res["benchmark"] == "overhead" and res["smoke"] is True
+    s = res["summary"]
+    assert 0 < s["per_iteration_ms"] < 1000 and 0 < s["cell_ms"] < 1000
+    assert 0 < s["roundtrip_channel_ms"] < 100
+    ideal = s["batched_ideal_s"]
+    assert ideal <= s["batched_s"] < ideal * 5  # concurrent: far below the sequential 8 x 0.2 s
+    assert all(x["ok"] for x in res["ours"]["load"])
+    assert 0 < s["root_reads_percent"] < 100
+    assert res["official_error"]  # skipped on request, and said so
+
+
+@pytest.mark.skipif(not (DATA / "books").is_dir(), reason="needs ../shared/data")
+def test_quality_smoke_writes_json_with_sane_fields(tmp_path):
+    res = _bench(tmp_path, "quality", "--no-plot")
+    kinds = {r["task"]["kind"] for r in res["rows"]}
+    assert kinds == {"sniah", "oolong", "pairs"}
+    assert {r["method"] for r in res["rows"]} == {"base", "rlm", "rlm_nosub"}
+    for r in res["rows"]:
+        assert 0.0 <= r["score"] <= 1.0 and r["status"] != "error", r
+        assert r["wall_seconds"] > 0 and r["input_tokens"] > 0
+    # the scripted root greps the needle: the RLM finds it, the scripted base model does not
+    sniah = {r["method"]: r["score"] for r in res["rows"] if r["task"]["kind"] == "sniah"}
+    assert sniah == {"base": 0.0, "rlm": 1.0, "rlm_nosub": 1.0}
+    assert len(res["summary"]) == 9
