@@ -32,9 +32,9 @@ def repl(code: str) -> str:
     return f"```repl\n{code.strip()}\n```"
 
 
-def kernel_children() -> set[int]:
-    """PIDs of ipykernel processes started by this test process (to find orphans)."""
-    me = os.getpid()
+def kernel_children(parent: int | None = None) -> set[int]:
+    """PIDs of ipykernel processes whose parent is ``parent`` (default: this test process)."""
+    me = os.getpid() if parent is None else parent
     out = set()
     for d in pathlib.Path("/proc").iterdir():
         if not d.name.isdigit():

@@ -1,8 +1,6 @@
 """The REPL environment is a real ipykernel driven by jupyter_client."""
 
 import asyncio
-import os
-import pickle
 
 import pytest
 

@@ -1,6 +1,5 @@
 """%%rlm in an in-process IPython shell and in a real kernel driven by jupyter_client."""
 
-import queue
 import textwrap
 
 import pytest

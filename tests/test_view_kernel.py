@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
 import re
 import textwrap
 import time
@@ -11,6 +10,8 @@ import nbformat
 import pytest
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
+
+from conftest import kernel_children
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -111,21 +112,6 @@ def test_live_widgets_then_static_html_with_every_iteration_subcall_and_the_chil
     assert any("rlm-run" in m["content"].get("data", {}).get("text/html", "") for m in shown)
 
 
-def _kernel_children(pid: int) -> set[int]:
-    out = set()
-    for d in pathlib.Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-            cmd = (d / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"ipykernel" in cmd:
-            out.add(int(d.name))
-    return out
-
-
 def test_stop_button_stops_the_run_cleanly(kernel):
     km, kc = kernel
     setup = 'slow = script("view-slow", lambda m: "late", latency=30)\nloop_root = script("view-loop", ["```repl\\nprint(llm_query(\'wait\'))\\n```", "FINAL(never)"])'
@@ -152,10 +138,10 @@ def test_stop_button_stops_the_run_cleanly(kernel):
     assert _eval(kc, "stopped.status, len(stopped.trajectory.subcalls), stopped.environment") == "('stopped', 1, None)"
     kernel_pid = km.provisioner.process.pid
     for _ in range(50):  # the run's REPL environment kernel is gone: no orphan
-        if not _kernel_children(kernel_pid):
+        if not kernel_children(kernel_pid):
             break
         time.sleep(0.1)
-    assert not _kernel_children(kernel_pid)
+    assert not kernel_children(kernel_pid)
 
 
 def test_nbclient_saves_the_static_rendering_and_widget_state(tmp_path):

@@ -29,7 +29,6 @@ import dataclasses
 import os
 import pathlib
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
