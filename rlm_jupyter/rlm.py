@@ -72,6 +72,7 @@ class RLM(Configurable):
     max_seconds = Float(None, allow_none=True, help="Wall-clock seconds for the whole run.").tag(config=True)
     timeout = Float(120.0, help="Per-code-block timeout in seconds (interrupt, then restart the kernel).").tag(config=True)
     max_output_chars = Int(None, allow_none=True, help="REPL output shown to the root LM per block, in characters (None = 20,000; 4,000 for the embedded model).").tag(config=True)
+    subcalls = Bool(True, help="False: the paper's 'no sub-calls' ablation (llm_query & co. are not offered and fail if called).").tag(config=True)
     concurrency = Int(16, help="Sub-calls in flight at once (llm_query_batched).").tag(config=True)
     prompt_style = Enum(["auto", "standard", "small"], "auto", help="'small' adds a worked example for small models; 'auto' picks it for the embedded model.").tag(config=True)
     constrain_root = Enum(["auto", "on", "off"], "auto", help="Grammar-constrain the embedded root model's replies to one repl block or one FINAL ('auto' = on for the embedded model).").tag(config=True)
@@ -130,6 +131,7 @@ class RLM(Configurable):
             root_kwargs=root_kwargs,
             sub_kwargs=sub_kwargs,
             sub_window_tokens=context_window_tokens(sub),
+            subcalls=self.subcalls,
         )
 
     def _environment(self, python: str | None):
@@ -233,7 +235,7 @@ class RLM(Configurable):
         ``on_tick`` is called from the calling thread about every 0.1 s while waiting (the
         notebook view updates its display there).
         """
-        return _run_in_thread(self.acompletion(query, context, on_event), on_tick)
+        return run_sync(self.acompletion(query, context, on_event), on_tick)
 
 
 def _check_picklable(context: Any) -> None:
@@ -333,8 +335,12 @@ class _LoopThread:
             return cls._loop
 
 
-def _run_in_thread(coro, on_tick: Callable[[], None] | None = None) -> Any:
-    """Run ``coro`` on the shared event-loop thread, waiting in this thread.
+def run_sync(coro, on_tick: Callable[[], None] | None = None) -> Any:
+    """Run ``coro`` on rlm_jupyter's shared event-loop thread and wait for its result.
+
+    Works from any thread, also one whose own event loop is running (a notebook cell). This is
+    how :meth:`RLM.completion` runs; use it for other coroutines of this package too (e.g.
+    ``run_sync(LMClient().acomplete(model, messages))``), so that litellm keeps one loop.
 
     A ``KeyboardInterrupt`` while waiting cancels the run's task; the coroutine then
     finishes its cleanup and its (stopped) result is returned.

@@ -314,3 +314,12 @@ def test_sandbox_setting_reaches_the_environment_kernel(scripted, mode):
     res = RLM(model=root, sub_model=root, sandbox=mode).completion("q", "abc")
     in_own_pid_namespace = res.trajectory.iterations[0].cells[0].text.strip() == "True"
     assert in_own_pid_namespace == (mode == "on")
+
+
+def test_without_subcalls_the_prompt_omits_them_and_calls_fail(scripted):
+    root = scripted([repl("try:\n    llm_query('x')\nexcept SubcallError as e:\n    print('refused:', e)"), "FINAL(x)"])
+    res = RLM(model=root, sub_model=root, subcalls=False).completion("q", "abc")
+    system = scripted.calls(root)[0][0]["content"]
+    assert "llm_query_batched" not in system and "No sub-LM calls in this run" in system
+    assert "refused: RuntimeError: sub-calls are disabled" in res.trajectory.iterations[0].cells[0].text
+    assert res.trajectory.subcalls == {}

@@ -13,15 +13,13 @@ from rlm_jupyter.core import events as ev
 from rlm_jupyter.lm import local
 from rlm_jupyter.lm._litellm import litellm_module
 from rlm_jupyter.lm.client import LMClient, context_window_tokens
-from rlm_jupyter.lm.scripted import script
-from rlm_jupyter.rlm import _run_in_thread
+from rlm_jupyter.rlm import run_sync
 
 from .tasks import Task
 
 BASE_MAX_OUTPUT_TOKENS = 256
 TEMPLATE_MARGIN_TOKENS = 96
 CUT_MARKER = "\n[... {n:,} characters cut to fit the model's window ...]\n"
-NOSUB_REPLY = "Sub-calls are disabled in this run. Use Python code on `context` only; do not call llm_query."
 
 
 @dataclasses.dataclass
@@ -108,7 +106,7 @@ def run_base(task: Task, model: str, window: int | None = None, completion_kwarg
     client = LMClient(num_retries=2)
     try:
         # on the shared event-loop thread the RLM runs use (litellm keeps per-loop workers)
-        reply = _run_in_thread(client.acomplete(model, [{"role": "user", "content": base_prompt(ctx, task.query)}], **kwargs))
+        reply = run_sync(client.acomplete(model, [{"role": "user", "content": base_prompt(ctx, task.query)}], **kwargs))
     except Exception as exc:
         return Outcome(None, "error", wall_seconds=time.perf_counter() - t0, truncated=truncated, kept_fraction=kept,
                        prompt_tokens=n, error=f"{type(exc).__name__}: {exc}"[:500])
@@ -119,28 +117,18 @@ def run_base(task: Task, model: str, window: int | None = None, completion_kwarg
 
 def run_rlm(task: Task, model: str, sub_model: str | None = None, subcalls: bool = True,
             max_iterations: int = 8, max_seconds: float | None = None, **rlm_kwargs: Any) -> Outcome:
-    """The RLM (``subcalls=False``: the REPL's sub-calls answer with a refusal, from a scripted
-    model, so that the model must solve the task with code alone)."""
+    """The RLM (``subcalls=False``: the paper's ablation, ``RLM(subcalls=False)``: the prompt
+    offers no sub-calls and any sub-call fails, so the model must solve the task with code)."""
     prepare_model(model)
     sub = sub_model or model
-    if not subcalls:
-        sub = script("bench-nosub", lambda messages: NOSUB_REPLY)
     events: list[ev.Event] = []
     t0 = time.perf_counter()
     try:
         res = RLM(model=model, sub_model=sub, max_iterations=max_iterations, max_seconds=max_seconds,
-                  **rlm_kwargs).completion(task.query, task.context, on_event=events.append)
+                  subcalls=subcalls, **rlm_kwargs).completion(task.query, task.context, on_event=events.append)
     except Exception as exc:
         return Outcome(None, "error", wall_seconds=time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}"[:500])
-    u = dataclasses.replace(res.usage)
-    if not subcalls:  # the refusals are not LM work: take them out of the usage
-        for e in events:
-            if e.kind == ev.SUBCALL_FINISHED and e.data.get("usage"):
-                d = e.data["usage"]
-                u.input_tokens -= d.get("input_tokens", 0)
-                u.output_tokens -= d.get("output_tokens", 0)
-                u.seconds -= d.get("seconds", 0.0)
-                u.calls -= d.get("calls", 0)
+    u = res.usage
     root_its = sum(1 for e in events if e.kind == ev.ITERATION_STARTED and e.node_id == "0")
     subs = sum(1 for e in events if e.kind == ev.SUBCALL_STARTED)
     return Outcome(res.answer, res.status, u.input_tokens, u.output_tokens, u.usd, u.cost_known, u.seconds, u.calls,

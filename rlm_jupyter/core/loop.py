@@ -58,6 +58,8 @@ class RunSettings:
         sub_window_tokens: the sub-model's input window (tokens), for the prompt check.
         repeat_limit: identical consecutive root replies that end the run (3 = the same
             reply repeated twice after the first).
+        subcalls: False for the paper's "RLM without sub-calls" ablation: the prompt omits
+            them and every sub-call request fails with a message.
     """
 
     model: str
@@ -70,6 +72,7 @@ class RunSettings:
     sub_kwargs: dict = dataclasses.field(default_factory=dict)
     sub_window_tokens: int | None = None
     repeat_limit: int = 3
+    subcalls: bool = True
 
 
 @dataclasses.dataclass
@@ -202,6 +205,7 @@ class RLMNode:
             (s.sub_window_tokens or 100_000) * 3,
             budget.limits.max_depth,
             self.depth,
+            s.subcalls,
         )
         messages = initial_messages(s.prompt_style, system, query, info)
         pending = messages.pop()["content"]  # the first user message gets the turn line
@@ -302,6 +306,8 @@ class RLMNode:
     # -- sub-calls ----------------------------------------------------------------------
     async def handle_subcall(self, op: str, payload: dict) -> Any:
         """Serve a request from this node's REPL environment (see ``kernel_side``)."""
+        if not self.tree.settings.subcalls:
+            raise RuntimeError("sub-calls are disabled in this run; work with code alone")
         if op == "llm_query":
             self.tree.budget.reserve_subcalls(1)
             return await self._llm_query(payload.get("prompt", ""), payload.get("model"), None, raise_errors=True)

@@ -14,13 +14,7 @@ from __future__ import annotations
 
 from .context import render_context_info
 
-STANDARD_SYSTEM = """\
-You answer a query about a context that is too large to read directly. The context lives in a \
-Python REPL environment (a Jupyter kernel) as the variable `context`. You cannot see it: you \
-see only what your code prints. Work step by step, one reply per turn.
-
-In the REPL you have:
-- `context`: the data (see its description below).
+SUBCALL_TOOLS = """\
 - `llm_query(prompt: str, model: str | None = None) -> str`: ask a sub-LM a question about \
 text you pass in the prompt. It sees nothing but that prompt, so put the relevant slice of \
 `context` into it. It can take about {sub_window_chars:,} characters.
@@ -28,16 +22,30 @@ text you pass in the prompt. It sees nothing but that prompt, so put the relevan
 sub-calls at once, run concurrently; much faster than a loop of `llm_query`.
 - `rlm_query(prompt: str, context=None) -> str`: a recursive call to a fresh RLM with its own \
 REPL{depth_note}.
-- `FINAL_VAR(name)`: mark a REPL variable as the final answer; `SHOW_VARS()`: list variables.
+"""
+
+SUBCALL_STRATEGY = (
+    "split it into chunks of a few tens of thousands of characters and use `llm_query_batched` "
+    "on the chunks; verify a candidate answer with a fresh sub-call; prefer a few large sub-calls "
+    "over many tiny ones (sub-calls cost time and money); "
+)
+
+NO_SUBCALL_TOOLS = "- No sub-LM calls in this run: work with code alone.\n"
+
+STANDARD_SYSTEM = """\
+You answer a query about a context that is too large to read directly. The context lives in a \
+Python REPL environment (a Jupyter kernel) as the variable `context`. You cannot see it: you \
+see only what your code prints. Work step by step, one reply per turn.
+
+In the REPL you have:
+- `context`: the data (see its description below).
+{subcall_tools}- `FINAL_VAR(name)`: mark a REPL variable as the final answer; `SHOW_VARS()`: list variables.
 - Any Python library installed in the kernel; variables persist between turns.
 
 Write code in ```repl fenced blocks; they run in order and you see their printed output (and \
 the value of a block's last expression), cut to {max_output_chars:,} characters per block. \
 Good strategies: first print a small part and the structure of `context`; search it with \
-string methods or `re`; split it into chunks of a few tens of thousands of characters and use \
-`llm_query_batched` on the chunks; keep intermediate results in variables; verify a candidate \
-answer with a fresh sub-call. Prefer a few large sub-calls over many tiny ones: sub-calls cost \
-time and money.
+string methods or `re`; {subcall_strategy}keep intermediate results in variables.
 
 When you are done, and only from outputs you have actually seen, answer outside any code \
 block with FINAL(your answer) or, for a long answer stored in a variable, FINAL_VAR(variable_name). \
@@ -50,7 +58,9 @@ You cannot read `context` yourself. Each reply is exactly ONE of:
 prints the lines it finds, or
 2. FINAL(answer) when the printed output contains the answer.
 Answer only from printed REPL output. Never guess. Never change `context`. \
-`llm_query(prompt)` asks a helper model about a text you pass to it."""
+{subcalls}"""
+
+SMALL_SUBCALLS = "`llm_query(prompt)` asks a helper model about a text you pass to it."
 
 # One worked example, given as prior chat turns (user, assistant, user, assistant).
 SMALL_EXAMPLE = [
@@ -61,12 +71,12 @@ SMALL_EXAMPLE = [
     {
         "role": "assistant",
         "content": "```repl\nfor i, line in enumerate(context.splitlines()):\n"
-        "    if 'silver fox' in line.lower():\n        print(i, line)\n```",
+        "    if 'silver fox' in line.lower():\n        print(f'<line {i}>', line)\n```",
     },
     {
         "role": "user",
-        "content": "REPL output:\n```\n1207 The passphrase of the silver fox is 4417093.\n"
-        "5530 She saw a silver fox near the river.\n```\nTurn 2/5: answer with FINAL(answer) if the output answers the question.",
+        "content": "REPL output:\n```\n<line 1207> The passphrase of the silver fox is 4417093.\n"
+        "<line 5530> She saw a silver fox near the river.\n```\nTurn 2/5: answer with FINAL(answer) if the output answers the question.",
     },
     {"role": "assistant", "content": "FINAL(4417093)"},
 ]
@@ -79,6 +89,7 @@ def system_prompt(
     sub_window_chars: int,
     max_depth: int,
     depth: int,
+    subcalls: bool = True,
 ) -> str:
     """The root LM's system message.
 
@@ -88,12 +99,16 @@ def system_prompt(
         max_output_chars: per-block cap on REPL output shown to the model (characters).
         sub_window_chars: approximate characters a sub-call prompt may hold.
         max_depth: the run's recursion limit; depth: this node's depth.
+        subcalls: False for the paper's "no sub-calls" ablation (the prompt omits them).
 
     Raises:
         ValueError: unknown style.
     """
     if style == "small":
-        return SMALL_SYSTEM.format(info=render_context_info(context_info).rstrip(".").replace("Your context is ", ""))
+        return SMALL_SYSTEM.format(
+            info=render_context_info(context_info).rstrip(".").replace("Your context is ", ""),
+            subcalls=SMALL_SUBCALLS if subcalls else "",
+        )
     if style != "standard":
         raise ValueError(f"unknown prompt style {style!r}; use 'standard' or 'small'")
     depth_note = (
@@ -101,8 +116,11 @@ def system_prompt(
         if depth + 1 < max_depth
         else " (at this depth it behaves like llm_query)"
     )
+    tools = SUBCALL_TOOLS.format(sub_window_chars=sub_window_chars, depth_note=depth_note) if subcalls else NO_SUBCALL_TOOLS
     return STANDARD_SYSTEM.format(
-        sub_window_chars=sub_window_chars, max_output_chars=max_output_chars, depth_note=depth_note
+        subcall_tools=tools,
+        max_output_chars=max_output_chars,
+        subcall_strategy=SUBCALL_STRATEGY if subcalls else "",
     )
 
 

@@ -138,6 +138,9 @@ def sweep_stale_workdirs(directory: str | None = None) -> int:
     return removed
 
 
+CONTEXT_WRITE_CHARS = 8_000_000
+
+
 def prepare_context(context: Any, directory: str) -> tuple[str, str]:
     """Write ``context`` to a private file in ``directory``; returns ``(path, kind)``.
 
@@ -150,7 +153,9 @@ def prepare_context(context: Any, directory: str) -> tuple[str, str]:
     fd, path = tempfile.mkstemp(prefix="context-", dir=directory)
     with os.fdopen(fd, "wb") as f:
         if isinstance(context, str):
-            f.write(context.encode("utf-8", errors="surrogatepass"))
+            # encode in slices: a 400 MB string would otherwise need a second 400 MB in the parent
+            for i in range(0, len(context), CONTEXT_WRITE_CHARS):
+                f.write(context[i : i + CONTEXT_WRITE_CHARS].encode("utf-8", errors="surrogatepass"))
             return path, "text"
         if isinstance(context, (bytes, bytearray, memoryview)):
             f.write(bytes(context))

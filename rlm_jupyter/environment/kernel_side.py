@@ -173,7 +173,8 @@ class _OutputCap:
         self.streams: dict[str, list] = {}  # name -> [original write, seen, dropped, tail]
 
     def wrap(self, stream, name: str) -> None:
-        if stream is None or getattr(stream, "_rlm_capped", False):
+        # IPython 9 re-wraps ``stream.write`` (its output "tee"): check the function, not the stream
+        if stream is None or getattr(stream.write, "_rlm_cap", False):
             return
         original = stream.write
         entry = [original, 0, 0, ""]
@@ -194,10 +195,15 @@ class _OutputCap:
             entry[3] = (entry[3] + text[-self.tail_len :])[-self.tail_len :]
             return len(text)
 
+        write._rlm_cap = True
         stream.write = write
-        stream._rlm_capped = True
 
     def pre_run_cell(self, *args) -> None:
+        import sys
+
+        # some IPython/ipykernel versions install fresh stream objects: wrap whatever is current
+        self.wrap(sys.stdout, "stdout")
+        self.wrap(sys.stderr, "stderr")
         for entry in self.streams.values():
             entry[1:] = [0, 0, ""]
 
