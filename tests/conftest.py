@@ -48,3 +48,20 @@ def kernel_children(parent: int | None = None) -> set[int]:
         if ppid == me and b"ipykernel" in cmd:
             out.add(int(d.name))
     return out
+
+
+def collect_iopub(kc, msg_id: str, timeout: float = 120) -> list[dict]:
+    """IOPub messages of the request ``msg_id`` (a blocking jupyter_client client) until the
+    kernel goes idle; raises ``TimeoutError`` after ``timeout`` seconds."""
+    import time
+
+    msgs = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = kc.get_iopub_msg(timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        msgs.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return msgs
+    raise TimeoutError(f"no idle status for {msg_id} within {timeout} s")

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from conftest import repl
+from conftest import collect_iopub, repl
 from rlm_jupyter.jupyter import cells as C
 from rlm_jupyter.rlm import RLM
 
@@ -184,17 +184,6 @@ def _execute_with_cell_id(kc, code, cell_id):
     return msg["header"]["msg_id"]
 
 
-def _collect(kc, msg_id, timeout=120):
-    msgs = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        msg = kc.get_iopub_msg(timeout=timeout)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        msgs.append(msg)
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return msgs
-    raise TimeoutError
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +212,7 @@ def test_protocol_with_a_real_kernel_and_the_step_route(kernel):
     assert kc.execute_interactive(setup, timeout=120)["content"]["status"] == "ok"
     cell_id = f"rlm-cell-{uuid.uuid4().hex[:8]}"
     code = "%%rlm docs --out result -m scripted/cells-kernel --sub-model scripted/cells-kernel\nCount."
-    msgs = _collect(kc, _execute_with_cell_id(kc, code, cell_id))
+    msgs = collect_iopub(kc, _execute_with_cell_id(kc, code, cell_id))
     assert not [m for m in msgs if m["msg_type"] == "error"]
     opens = [m for m in msgs if m["msg_type"] == "comm_open" and m["content"]["target_name"] == "rlm_jupyter.cells"]
     assert len(opens) == 1  # (other comms, e.g. the live view's widgets, may be there too)
@@ -263,7 +252,7 @@ def test_re_running_the_cell_opens_a_new_run_for_the_same_parent(kernel):
     code = "%%rlm docs -q -m scripted/cells-again --sub-model scripted/cells-again\nAgain."
     runs = []
     for _ in range(2):
-        msgs = _collect(kc, _execute_with_cell_id(kc, code, "same-cell"))
+        msgs = collect_iopub(kc, _execute_with_cell_id(kc, code, "same-cell"))
         opens = [m for m in msgs if m["msg_type"] == "comm_open" and m["content"]["target_name"] == C.COMM_TARGET]
         assert len(opens) == 1
         runs.append(opens[0]["content"]["data"]["run_id"])
@@ -273,6 +262,6 @@ def test_re_running_the_cell_opens_a_new_run_for_the_same_parent(kernel):
 def test_without_a_cell_id_no_comm_is_opened(kernel):
     kc = kernel
     msg_id = kc.execute("%%rlm docs -q -m scripted/cells-again --sub-model scripted/cells-again\nNo id.")
-    msgs = _collect(kc, msg_id)
+    msgs = collect_iopub(kc, msg_id)
     assert not [m for m in msgs if m["msg_type"] == "comm_open" and m["content"]["target_name"] == C.COMM_TARGET]
     assert not [m for m in msgs if m["msg_type"] == "error"]

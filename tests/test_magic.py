@@ -7,7 +7,7 @@ from IPython.core.error import UsageError
 from IPython.testing import globalipapp
 from jupyter_client.manager import start_new_kernel
 
-from conftest import repl
+from conftest import collect_iopub, repl
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +74,6 @@ def test_rlm_line_magic_lists_runs(ip, capsys):
         ip.run_line_magic("rlm", "frobnicate")
 
 
-def _collect(kc, msg_id, timeout=120):
-    msgs = []
-    while True:
-        msg = kc.get_iopub_msg(timeout=timeout)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        msgs.append(msg)
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return msgs
 
 
 def test_cell_magic_in_a_real_kernel_shows_live_progress_and_the_answer():
@@ -103,7 +94,7 @@ def test_cell_magic_in_a_real_kernel_shows_live_progress_and_the_answer():
         reply = kc.execute_interactive(setup, timeout=120)
         assert reply["content"]["status"] == "ok"
         msg_id = kc.execute("%%rlm docs --out result -m scripted/kernel-root --sub-model scripted/kernel-sub\nWhat?")
-        msgs = _collect(kc, msg_id)
+        msgs = collect_iopub(kc, msg_id)
         kinds = [m["msg_type"] for m in msgs]
         assert "display_data" in kinds and kinds.count("update_display_data") >= 1
         final = [m for m in msgs if m["msg_type"] in ("display_data", "update_display_data")][-1]
@@ -132,7 +123,7 @@ def test_a_model_killing_its_kernel_leaves_the_notebook_kernel_and_variables_int
         )
         assert kc.execute_interactive(setup, timeout=120)["content"]["status"] == "ok"
         msg_id = kc.execute("%%rlm precious --out r -m scripted/killer --sub-model scripted/killer\nq")
-        _collect(kc, msg_id)
+        collect_iopub(kc, msg_id)
         out = []
         kc.execute_interactive("print(precious, r.answer)", output_hook=lambda m: out.append(m), timeout=30)
         text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")

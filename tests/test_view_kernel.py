@@ -11,7 +11,7 @@ import pytest
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
-from conftest import kernel_children
+from conftest import collect_iopub, kernel_children
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -42,16 +42,6 @@ SETUP = textwrap.dedent(
 )
 
 
-def _collect(kc, msg_id, timeout=120):
-    msgs = []
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = kc.get_iopub_msg(timeout=max(1, deadline - time.monotonic()))
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        msgs.append(msg)
-        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            return msgs
 
 
 @pytest.fixture
@@ -75,7 +65,7 @@ def _eval(kc, expr: str) -> str:
 def test_live_widgets_then_static_html_with_every_iteration_subcall_and_the_child(kernel):
     km, kc = kernel
     msg_id = kc.execute("%%rlm docs --out result -m scripted/view-root --sub-model scripted/view-sub --max-depth 2\nWhat?")
-    msgs = _collect(kc, msg_id)
+    msgs = collect_iopub(kc, msg_id)
     assert not [m for m in msgs if m["msg_type"] == "error"]
     displays = [m for m in msgs if m["msg_type"] == "display_data"]
     assert len(displays) == 1 and WIDGET_MIME in displays[0]["content"]["data"]
@@ -129,7 +119,7 @@ def test_stop_button_stops_the_run_cleanly(kernel):
     assert seen
     t0 = time.monotonic()
     km.interrupt_kernel()
-    msgs += _collect(kc, msg_id, timeout=30)
+    msgs += collect_iopub(kc, msg_id, timeout=30)
     stop_seconds = time.monotonic() - t0
     print(f"stopped {stop_seconds:.2f} s after the interrupt")
     assert stop_seconds < 3  # "within a second or two" (0.15 s measured here)
