@@ -191,3 +191,25 @@ def test_required_sandbox_that_is_missing_is_an_error_not_a_silent_fallback(monk
 
     env = asyncio.run(main())
     assert not os.path.exists(env.workdir)
+
+
+def test_output_cap_rewraps_a_stream_whose_write_was_replaced_between_cells():
+    # IPython 9 wraps sys.stdout.write with its own output "tee" after ours
+    written = []
+
+    class Stream:
+        def write(self, s):
+            written.append(s)
+            return len(s)
+
+    stream = Stream()
+    cap = _OutputCap(30)
+    cap.wrap(stream, "stdout")
+    inner = stream.write
+    stream.write = lambda s, _inner=inner: _inner(s)  # another layer on top of ours
+    cap.pre_run_cell()
+    for i in range(100):
+        stream.write(f"{i:03d}\n")
+    cap.post_run_cell()
+    text = "".join(written)
+    assert "characters of output dropped by the REPL environment" in text and len(text) < 200

@@ -171,6 +171,7 @@ class _OutputCap:
         self.head = limit * 2 // 3
         self.tail_len = limit - self.head
         self.streams: dict[str, list] = {}  # name -> [original write, seen, dropped, tail]
+        self.targets: dict[str, object] = {}  # name -> the stream object wrapped
 
     def wrap(self, stream, name: str) -> None:
         # IPython 9 re-wraps ``stream.write`` (its output "tee"): check the function, not the stream
@@ -179,9 +180,11 @@ class _OutputCap:
         original = stream.write
         entry = [original, 0, 0, ""]
         self.streams[name] = entry
+        self.targets[name] = stream
 
         def write(text):
-            if not isinstance(text, str):
+            # a wrapper that was wrapped again (see pre_run_cell) only passes text through
+            if not isinstance(text, str) or self.streams.get(name) is not entry:
                 return original(text)
             room = self.head - entry[1]
             if room >= len(text):
@@ -199,11 +202,9 @@ class _OutputCap:
         stream.write = write
 
     def pre_run_cell(self, *args) -> None:
-        import sys
-
-        # some IPython/ipykernel versions install fresh stream objects: wrap whatever is current
-        self.wrap(sys.stdout, "stdout")
-        self.wrap(sys.stderr, "stderr")
+        # IPython 9 re-wraps the streams' write between cells: wrap them again if so
+        for name, stream in list(self.targets.items()):
+            self.wrap(stream, name)
         for entry in self.streams.values():
             entry[1:] = [0, 0, ""]
 
