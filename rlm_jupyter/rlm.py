@@ -86,6 +86,10 @@ class RLM(Configurable):
     cpu_seconds = Int(None, allow_none=True, help="CPU-time limit of the environment kernel in seconds over its life (None = no limit).").tag(config=True)
     max_processes = Int(512, allow_none=True, help="Process limit inside the sandbox (None = no limit).").tag(config=True)
     sandbox_paths = List(Unicode(), help="Extra host paths bound read-only into the sandbox.").tag(config=True)
+    gateway_url = Unicode("", help="Run the environment kernel on a Jupyter Kernel/Enterprise Gateway at this URL ('' = a local kernel).").tag(config=True)
+    gateway_kernel_name = Unicode("python3", help="Kernelspec name on the gateway.").tag(config=True)
+    gateway_channel_host = Unicode("127.0.0.1", help="Address of this machine that the remote kernel can reach for sub-calls (TCP, token-authenticated).").tag(config=True)
+    gateway_token = Unicode("", help="The gateway's auth token, if it needs one.").tag(config=True)
     keep_environment = Bool(False, help="Keep the root's REPL environment kernel alive after the run (RLMResult.environment) to explore or re-run the model's code.").tag(config=True)
     environment_idle_seconds = Float(1800.0, help="A kept environment shuts down after this many idle seconds.").tag(config=True)
 
@@ -135,8 +139,20 @@ class RLM(Configurable):
         )
 
     def _environment(self, python: str | None):
-        """A new (unstarted) REPL environment kernel with this RLM's sandbox settings."""
+        """A new (unstarted) REPL environment kernel: on the gateway if ``gateway_url`` is
+        set, else a local kernel with this RLM's sandbox settings."""
         from .environment.kernel import KernelREPL
+
+        if self.gateway_url:
+            from .environment.gateway import GatewayREPL
+
+            return GatewayREPL(
+                self.gateway_url,
+                kernel_name=self.gateway_kernel_name,
+                channel_host=self.gateway_channel_host,
+                auth_token=self.gateway_token or None,
+                timeout=self.timeout,
+            )
 
         return KernelREPL(
             timeout=self.timeout,

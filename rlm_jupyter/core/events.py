@@ -26,7 +26,7 @@ SUBCALL_FINISHED = "subcall_finished"  # answer, usage, error (str or None), cac
 FINAL = "final"  # answer, source ("FINAL"|"FINAL_VAR"|"answer"|"forced")
 NOTICE = "notice"  # message (something the user should know: kernel restarted, repeated reply, ...)
 LIMIT = "limit"  # limit (name), value, message
-ERROR = "error"  # message, error_type
+ERROR = "error"  # message, error_type, traceback (internal failures: full detail)
 RUN_FINISHED = "run_finished"  # status, answer, usage totals
 
 KINDS = (

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import traceback
 from typing import Any, Callable
 
 from . import events as ev
@@ -177,7 +178,7 @@ class RLMNode:
         except Exception as exc:
             if self.env is None or isinstance(exc, ContextError):
                 raise
-            self.emit(ev.ERROR, message=str(exc), error_type=type(exc).__name__)
+            self.emit(ev.ERROR, message=str(exc), error_type=type(exc).__name__, traceback=traceback.format_exc())
             result = NodeResult(None, "error", f"{type(exc).__name__}: {exc}", result.iterations)
         finally:
             if self.env is not None and not keep:

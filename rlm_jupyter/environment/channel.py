@@ -34,8 +34,9 @@ class SubcallServer:
         path: the socket's file system path; token: the shared secret (hex str).
     """
 
-    def __init__(self, handler: SubcallHandler, directory: str | None = None) -> None:
+    def __init__(self, handler: SubcallHandler, directory: str | None = None, tcp_host: str | None = None) -> None:
         self.handler = handler
+        self.tcp_host = tcp_host
         self._own_dir = directory is None
         self.directory = directory or tempfile.mkdtemp(prefix="rlm-chan-")
         os.chmod(self.directory, 0o700)
@@ -46,7 +47,13 @@ class SubcallServer:
         self.requests = 0
 
     async def start(self) -> None:
-        """Bind and listen (socket mode 0600)."""
+        """Bind and listen: a Unix socket (mode 0600), or with ``tcp_host`` a TCP port on that
+        address (for a remote kernel; then :attr:`path` becomes ``"tcp://host:port"``)."""
+        if self.tcp_host:
+            self._server = await asyncio.start_server(self._serve, host=self.tcp_host, port=0, limit=MAX_LINE_BYTES)
+            port = self._server.sockets[0].getsockname()[1]
+            self.path = f"tcp://{self.tcp_host}:{port}"
+            return
         self._server = await asyncio.start_unix_server(self._serve, path=self.path, limit=MAX_LINE_BYTES)
         os.chmod(self.path, 0o600)
 
@@ -100,9 +107,8 @@ class SubcallServer:
             except (asyncio.TimeoutError, Exception):
                 pass
             self._server = None
-        for p in (self.path,):
-            if os.path.exists(p):
-                os.unlink(p)
+        if not self.path.startswith("tcp://") and os.path.exists(self.path):
+            os.unlink(self.path)
         if self._own_dir and os.path.isdir(self.directory):
             try:
                 os.rmdir(self.directory)

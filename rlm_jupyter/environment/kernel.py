@@ -355,6 +355,10 @@ class KernelREPL:
             raise EnvironmentError_(f"the REPL environment kernel did not start: {exc}") from None
         await self._bootstrap()
 
+    async def _alive(self) -> bool:
+        """Whether the kernel process is alive (its manager's view)."""
+        return await self.km.is_alive()
+
     async def _silent(self, code: str, user_expressions: dict | None = None, timeout: float = 60.0) -> dict:
         """Run code silently (no outputs, no history); returns the execute_reply content."""
         msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions=user_expressions or {})
@@ -363,7 +367,7 @@ class KernelREPL:
             reply = await self._shell_reply(msg_id, min(1.0, deadline - time.monotonic()))
             if reply:
                 return reply
-            if not await self.km.is_alive():
+            if not await self._alive():
                 raise EnvironmentError_("the REPL environment kernel died")
         raise EnvironmentError_("the REPL environment kernel did not answer")
 
@@ -411,10 +415,12 @@ class KernelREPL:
         if reply.get("status") != "ok":
             raise ContextError(f"the REPL environment could not load the context: {reply.get('ename')}: {reply.get('evalue')}")
 
-    async def restart(self) -> None:
-        """Restart the kernel, re-install the helpers and reload ``context``."""
+    async def restart(self, already_restarted: bool = False) -> None:
+        """Restart the kernel (unless its manager ``already_restarted`` it), re-install the
+        helpers and reload ``context``."""
         self.restarts += 1
-        await self.km.restart_kernel(now=True)
+        if not already_restarted:
+            await self.km.restart_kernel(now=True)
         if not self.sandboxed:  # in the sandbox, the PID namespace died with the kernel
             await asyncio.to_thread(sb.kill_marked_processes, f"RLM_ENV_ID={self.env_id}")
         await self.kc.wait_for_ready(timeout=self.startup_timeout)
@@ -482,13 +488,19 @@ class KernelREPL:
             try:
                 msg = await self.kc.get_iopub_msg(timeout=min(deadline - now, 0.5))
             except queue.Empty:
-                if not await self.km.is_alive():
-                    how = self._exit_reason()
-                    await self.restart()
-                    return self._lost(outputs, "died", t0, (
-                        f"The REPL environment kernel died while running this code ({how}). "
-                        "It was restarted: `context` was reloaded, other variables were lost."
-                    ))
+                msg = None
+            # a kernel whose manager restarts it by itself (a gateway) announces it on IOPub
+            auto_restarted = msg is not None and msg["header"]["msg_type"] == "status" and (
+                msg["content"].get("execution_state") in ("restarting", "dead")
+            )
+            if auto_restarted or (msg is None and not await self._alive()):
+                how = "its manager restarted it" if auto_restarted else self._exit_reason()
+                await self.restart(already_restarted=auto_restarted)
+                return self._lost(outputs, "died", t0, (
+                    f"The REPL environment kernel died while running this code ({how}). "
+                    "It was restarted: `context` was reloaded, other variables were lost."
+                ))
+            if msg is None:
                 continue
             if msg["parent_header"].get("msg_id") == msg_id:
                 self._add_output(msg, outputs, state)
@@ -611,7 +623,7 @@ class KernelREPL:
         try:
             reply = await self._silent("", user_expressions={"v": f"_rlm_ks.value_text({name!r})"}, timeout=self.timeout)
         except EnvironmentError_:
-            if await self.km.is_alive():
+            if await self._alive():
                 await self.km.interrupt_kernel()
                 try:
                     await self._silent("", timeout=INTERRUPT_GRACE_SECONDS)

@@ -37,8 +37,12 @@ class _Channel:
     def _conn(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.connect(self.path)
+            if self.path.startswith("tcp://"):  # a remote kernel (gateway) reaching the parent
+                host, port = self.path[len("tcp://") :].rsplit(":", 1)
+                sock = socket.create_connection((host, int(port)))
+            else:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(self.path)
             conn = (sock, sock.makefile("rb"))
             self._local.conn = conn
         return conn
@@ -239,6 +243,18 @@ def install(shell, socket_path: str, token: str, max_output_chars: int | None = 
         _state.output_cap = cap
 
 
+def load_bytes(data: bytes, kind: str) -> None:
+    """Set ``context`` from bytes sent through the kernel channel (a remote kernel):
+    ``kind`` text (UTF-8), bytes, or pickle (made by the parent)."""
+    if kind == "text":
+        value = data.decode("utf-8", errors="surrogatepass")
+    elif kind == "bytes":
+        value = data
+    else:
+        value = pickle.loads(data)
+    _set_context(value)
+
+
 def load_context(path: str, kind: str) -> None:
     """Set ``context`` from the parent's private file (``kind``: text, bytes or pickle)."""
     if kind == "text":
@@ -250,6 +266,10 @@ def load_context(path: str, kind: str) -> None:
     else:
         with open(path, "rb") as f:
             value = pickle.load(f)
+    _set_context(value)
+
+
+def _set_context(value) -> None:
     _state.shell.user_ns["context"] = value
     _state.context = value
     _state.context_loaded = True

@@ -34,16 +34,9 @@ unsandboxed fallback those of the whole user, so the user's current count is add
 enforced at all for root), ``RLIMIT_CORE`` 0 (no core files from crashes).
 
 Remote kernels. For users who outgrow one machine the environment can be a kernel on a
-Jupyter Kernel Gateway or Enterprise Gateway: ``jupyter_client`` talks to it through
-``jupyter_server.gateway`` (``GatewayKernelManager``, configured with ``GatewayClient.url``)
-with the same Jupyter messaging protocol, so :class:`~.kernel.KernelREPL`'s execute, interrupt
-and restart logic carries over. Two things differ and are the approach to build: (1) the
-context cannot be a private file; it is sent once through the kernel's own channel (e.g. an
-``execute_request`` carrying a base64 chunked payload, or a ``comm``), and (2) the sub-call
-channel cannot be a Unix socket; ``kernel_side`` would use a Jupyter ``comm`` opened by the
-parent (``comm_open`` target ``rlm_subcalls``), each ``llm_query`` a ``comm_msg`` answered by
-the parent, which keeps provider keys out of the remote kernel as well. Isolation there is
-the gateway's business (Enterprise Gateway runs kernels in Kubernetes pods or containers).
+Jupyter Kernel Gateway or Enterprise Gateway: :class:`~.gateway.GatewayREPL`
+(``RLM(gateway_url=...)``). Isolation there is the gateway's business (Enterprise Gateway runs
+kernels in Kubernetes pods or containers); no bubblewrap or rlimits are applied from here.
 
 .. _bubblewrap: https://github.com/containers/bubblewrap
 """
