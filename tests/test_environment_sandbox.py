@@ -86,7 +86,8 @@ def test_stale_work_dirs_of_dead_parents_are_swept(tmp_path):
     assert not stale.exists() and live.exists()
 
 
-def test_output_cap_keeps_head_and_tail_with_a_marker():
+def _capped_stream(limit: int):
+    """(what reached the stream, a stream object, an _OutputCap of ``limit`` wrapping it)."""
     written = []
 
     class Stream:
@@ -95,8 +96,13 @@ def test_output_cap_keeps_head_and_tail_with_a_marker():
             return len(s)
 
     stream = Stream()
-    cap = _OutputCap(30)
+    cap = _OutputCap(limit)
     cap.wrap(stream, "stdout")
+    return written, stream, cap
+
+
+def test_output_cap_keeps_head_and_tail_with_a_marker():
+    written, stream, cap = _capped_stream(30)
     cap.pre_run_cell()
     for i in range(100):
         stream.write(f"{i:03d}\n")
@@ -195,16 +201,7 @@ def test_required_sandbox_that_is_missing_is_an_error_not_a_silent_fallback(monk
 
 def test_output_cap_rewraps_a_stream_whose_write_was_replaced_between_cells():
     # IPython 9 wraps sys.stdout.write with its own output "tee" after ours
-    written = []
-
-    class Stream:
-        def write(self, s):
-            written.append(s)
-            return len(s)
-
-    stream = Stream()
-    cap = _OutputCap(30)
-    cap.wrap(stream, "stdout")
+    written, stream, cap = _capped_stream(30)
     inner = stream.write
     stream.write = lambda s, _inner=inner: _inner(s)  # another layer on top of ours
     cap.pre_run_cell()

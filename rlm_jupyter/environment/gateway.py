@@ -145,33 +145,12 @@ class GatewayREPL(KernelREPL):
         if reply.get("status") != "ok":
             raise ContextError(f"the remote REPL environment could not load the context: {reply.get('ename')}: {reply.get('evalue')}")
 
-    async def restart(self, already_restarted: bool = False) -> None:
-        """Restart the remote kernel (unless the gateway ``already_restarted`` it after a
-        crash), re-install the helpers and resend ``context``."""
-        self.restarts += 1
-        if not already_restarted:
-            await self.km.restart_kernel()
-        await self._wait_ready()
-        await self._bootstrap()
-        if self._has_context:
-            await self._load_context_file()
+    async def _sweep_processes(self) -> None:
+        """Nothing to sweep here: the kernel's processes live where the gateway runs them."""
 
-    async def shutdown(self) -> None:
-        """Shut the remote kernel down and close the sub-call server. Idempotent."""
-        import shutil
-
-        try:
-            if self.kc is not None:
-                self.kc.stop_channels()
-            if self.km is not None and getattr(self.km, "kernel_id", None):
+    async def _stop_kernel(self) -> None:
+        if self.km is not None and getattr(self.km, "kernel_id", None):
+            try:
                 await self.km.shutdown_kernel(now=True)
-        except Exception:
-            pass
-        finally:
-            self.kc = None
-            self.km = None
-            if self.server is not None:
-                await self.server.close()
-                self.server = None
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
+            except Exception:  # the gateway is gone or already removed the kernel
+                pass

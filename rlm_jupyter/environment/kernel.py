@@ -349,7 +349,7 @@ class KernelREPL:
             await self.km.start_kernel(env=launch_env, cwd=self.workdir)
             self.kc = self.km.client()
             self.kc.start_channels()
-            await self.kc.wait_for_ready(timeout=self.startup_timeout)
+            await self._wait_ready()
         except (RuntimeError, OSError) as exc:
             await self.shutdown()
             raise EnvironmentError_(f"the REPL environment kernel did not start: {exc}") from None
@@ -422,22 +422,34 @@ class KernelREPL:
         if not already_restarted:
             await self.km.restart_kernel(now=True)
         if not self.sandboxed:  # in the sandbox, the PID namespace died with the kernel
-            await asyncio.to_thread(sb.kill_marked_processes, f"RLM_ENV_ID={self.env_id}")
-        await self.kc.wait_for_ready(timeout=self.startup_timeout)
+            await self._sweep_processes()
+        await self._wait_ready()
         await self._bootstrap()
         if self._has_context:
             await self._load_context_file()
+
+    # Hooks that a kernel elsewhere (environment/gateway.py) replaces.
+    async def _wait_ready(self) -> None:
+        """Until the kernel answers kernel_info (``startup_timeout`` seconds at most)."""
+        await self.kc.wait_for_ready(timeout=self.startup_timeout)
+
+    async def _sweep_processes(self) -> None:
+        """Kill processes the kernel left behind (they carry this environment's marker)."""
+        if sys.platform.startswith("linux"):
+            await asyncio.to_thread(sb.kill_marked_processes, f"RLM_ENV_ID={self.env_id}")
+
+    async def _stop_kernel(self) -> None:
+        if self.km is not None and self.km.has_kernel:
+            await self.km.shutdown_kernel(now=True)
 
     async def shutdown(self) -> None:
         """Stop the kernel and the sub-call server and remove the private files. Idempotent."""
         try:
             if self.kc is not None:
                 self.kc.stop_channels()
-            if self.km is not None and self.km.has_kernel:
-                await self.km.shutdown_kernel(now=True)
+            await self._stop_kernel()
         finally:
-            if sys.platform.startswith("linux"):
-                await asyncio.to_thread(sb.kill_marked_processes, f"RLM_ENV_ID={self.env_id}")
+            await self._sweep_processes()
             self.kc = None
             self.km = None
             if self.server is not None:

@@ -318,6 +318,26 @@ def check_context() -> str:
     return json.dumps(None)
 
 
+def marked_processes(marker: str) -> list:
+    """PIDs of other processes whose environment holds ``marker`` (``NAME=value``; Linux /proc)."""
+    import os
+
+    needle = marker.encode()
+    found = []
+    me = os.getpid()
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == me:
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(int(d))
+    return found
+
+
 def watch_parent(marker: str, interval: float = 0.5) -> None:
     """Unsandboxed kernels only: when the parent process dies (a notebook kernel restarted
     mid-run), SIGKILL every process carrying ``marker`` in its environment (this kernel and
@@ -327,19 +347,13 @@ def watch_parent(marker: str, interval: float = 0.5) -> None:
     import time
 
     parent = os.getppid()
-    needle = marker.encode()
 
     def run():
         while os.getppid() == parent:
             time.sleep(interval)
-        me = os.getpid()
-        for d in os.listdir("/proc"):
-            if not d.isdigit() or int(d) == me:
-                continue
+        for pid in marked_processes(marker):
             try:
-                with open(f"/proc/{d}/environ", "rb") as f:
-                    if needle in f.read().split(b"\0"):
-                        os.kill(int(d), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
         try:

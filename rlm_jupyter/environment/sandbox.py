@@ -54,6 +54,8 @@ import sys
 import time
 import warnings
 
+from .kernel_side import marked_processes  # stdlib-only; also runs inside the kernel
+
 NOBODY = 65534
 RUN_AS_RANGE = (1_500_000_000, 2_000_000_000)  # private uids for sandboxes of a root parent
 
@@ -326,24 +328,6 @@ def resolve_sandbox(sandbox: bool | None, python: str, package_dir: str) -> tupl
         stacklevel=3,
     )
     return False, why
-
-
-def marked_processes(marker: str) -> list[int]:
-    """PIDs of processes whose environment holds ``marker`` (``NAME=value``)."""
-    needle = marker.encode()
-    found = []
-    me = os.getpid()
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == me:
-            continue
-        try:
-            with open(f"/proc/{d}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if needle in env.split(b"\0"):
-            found.append(int(d))
-    return found
 
 
 def kill_marked_processes(marker: str, timeout: float = 2.0) -> int:
