@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--model", help="litellm model id (default: the embedded local model)")
     q.add_argument("--sub-model", help="litellm model id for sub-calls (default: --model)")
     q.add_argument("--tasks", nargs="+", default=["sniah", "oolong", "pairs"], choices=["sniah", "sniah_code", "oolong", "pairs"])
-    q.add_argument("--methods", nargs="+", default=["base", "rlm", "rlm_nosub"], choices=["base", "rlm", "rlm_nosub"])
+    q.add_argument("--methods", nargs="+", default=["base", "rlm", "rlm_nosub"], choices=["base", "rlm", "rlm_nosub", "summary", "codeact"])
     q.add_argument("--lengths", type=int, nargs="+", help="context lengths in cl100k tokens (default 8192 16384 32768)")
     q.add_argument("--seeds", type=int, default=3, help="tasks per (kind, length): seeds 0..N-1")
     q.add_argument("--first-seed", type=int, default=0, help="first seed (to extend an earlier run; merge the JSONs)")
@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("jsons", nargs="+")
     m.add_argument("--out", required=True)
 
+    i = sub.add_parser("interpreter", help="DSPy JupyterInterpreter vs a plain ipykernel vs in-process exec")
+    i.add_argument("--smoke", action="store_true", help="tiny repeat counts (CI), figures meaningless")
+    i.add_argument("--kinds", nargs="+", choices=["jupyter", "jupyter_nosandbox", "plain_kernel", "exec"])
+    i.add_argument("--out", help="JSON path (default bench/results/interpreter-<time>.json)")
+
     sub.add_parser("setup-official", help="create the bench venv with rlms==0.1.3")
     a = p.parse_args(argv)
 
@@ -52,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from .quality.run import run
 
         run(a)
+    elif a.cmd == "interpreter":
+        from .interpreter import run
+
+        run(smoke=a.smoke, kinds=a.kinds, out=a.out)
     elif a.cmd == "plot":
         import json
 

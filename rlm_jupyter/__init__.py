@@ -6,9 +6,14 @@ Public names are imported lazily so that the environment kernel can import
 
 from __future__ import annotations
 
+import logging
+
+# Quiet by default (rlm_jupyter.logs: %config RLM.log_level / --log-level show the records).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
 __version__ = "0.1.0"
 
-__all__ = ["RLM", "RLMResult", "Trajectory", "load_jsonl", "load_ipython_extension", "__version__"]
+__all__ = ["RLM", "RLMResult", "Trajectory", "load_jsonl", "show", "load_ipython_extension", "__version__"]
 
 
 def __getattr__(name: str):
@@ -16,10 +21,18 @@ def __getattr__(name: str):
         from .rlm import RLM
 
         return RLM
-    if name in ("RLMResult", "Trajectory", "load_jsonl"):
+    if name == "RLMResult":
+        from .result import RLMResult
+
+        return RLMResult
+    if name in ("Trajectory", "load_jsonl"):
         from .core import trajectory
 
         return getattr(trajectory, name)
+    if name == "show":  # the player over a recorded run (issue 11)
+        from .jupyter.player import show
+
+        return show
     raise AttributeError(f"module 'rlm_jupyter' has no attribute {name!r}")
 
 

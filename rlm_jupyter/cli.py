@@ -64,21 +64,76 @@ def _load_context(path: str):
     return p
 
 
+# The options of ``rlm-jupyter run`` that set an RLM trait: (trait, option names). Type, help
+# and default come from the trait (rlm_jupyter.settings.RLMSettings): defaults live there only.
+TRAIT_OPTIONS = [
+    ("model", ("--model", "-m")),
+    ("sub_model", ("--sub-model",)),
+    ("max_iterations", ("--max-iterations",)),
+    ("max_depth", ("--max-depth",)),
+    ("timeout", ("--timeout",)),
+    ("max_usd", ("--budget",)),
+    ("max_seconds", ("--max-seconds",)),
+    ("max_subcalls", ("--max-subcalls",)),
+    ("max_tokens", ("--max-tokens",)),
+    ("log_level", ("--log-level",)),
+]
+
+
+def _trait_type(name: str):
+    """An argparse ``type`` for RLM trait ``name``: the text converted to the trait's kind (int,
+    float or str) and checked by the trait's own validation; a bad value is a one-line
+    ``ArgumentTypeError`` (argparse exits with status 2)."""
+    from traitlets import Float, Int, TraitError
+
+    from .settings import RLMSettings
+
+    trait = RLMSettings.class_traits()[name]
+    kind = int if isinstance(trait, Int) else float if isinstance(trait, Float) else str
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'a whole number' if kind is int else 'a number'}, not {text!r}") from None
+        try:
+            RLMSettings(**{name: value})
+        except TraitError as exc:
+            raise argparse.ArgumentTypeError(str(exc).splitlines()[0].replace(f"RLM.{name} ", "", 1)) from None
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_trait_options(parser: argparse.ArgumentParser, table=TRAIT_OPTIONS) -> None:
+    """Add one option per ``(trait, names)`` of ``table``: ``dest`` the trait's name, ``help``
+    its help text and default, ``default`` ``argparse.SUPPRESS`` (an option not given leaves the
+    trait's default)."""
+    from .settings import RLMSettings
+
+    traits = RLMSettings.class_traits()
+    for name, names in table:
+        trait = traits[name]
+        shown = trait.default_value if trait.default_value not in ("", None) else "unset"
+        help_ = f"{trait.help} (RLM.{name}; default: {shown})".replace("%", "%%")
+        choices = getattr(trait, "values", None)
+        parser.add_argument(*names, dest=name, type=_trait_type(name), default=argparse.SUPPRESS, help=help_,
+                            metavar="|".join(v for v in choices if v) if choices else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``rlm-jupyter`` parser (sub-command ``run``); its RLM options come from the traits
+    (:data:`TRAIT_OPTIONS`)."""
     parser = argparse.ArgumentParser(prog="rlm-jupyter", description="Recursive Language Models with a Jupyter kernel REPL.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Answer a query about a file or folder with an RLM.")
     run.add_argument("--context", required=True, help="File (text; .json is parsed) or folder (dict of relative path -> text).")
     run.add_argument("--query", required=True, help="The question.")
-    run.add_argument("--model", "-m", default="", help="Root LM, a litellm id (default: provider key's model, else the embedded model).")
-    run.add_argument("--sub-model", default="", help="Sub-call LM, a litellm id.")
     run.add_argument("--out", "-o", default=None, help="Trajectory file: .ipynb or .jsonl (default rlm_runs/<run id>.ipynb).")
-    run.add_argument("--max-iterations", type=int, default=30)
-    run.add_argument("--max-depth", type=int, default=1)
-    run.add_argument("--timeout", type=float, default=120.0, help="Per-code-block timeout, seconds.")
-    run.add_argument("--budget", type=float, default=None, help="Maximum USD for the whole run.")
-    run.add_argument("--max-seconds", type=float, default=None, help="Maximum wall-clock seconds for the whole run.")
+    add_trait_options(run)
     run.add_argument("--verbose", "-v", action="store_true", help="Also print every sub-call.")
+    run.add_argument("--no-cache", action="store_true", help="Do not read or write the persistent LM cache (greedy calls are cached by default; RLM.cache).")
     return parser
 
 
@@ -95,15 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"rlm-jupyter: {exc}", file=sys.stderr)
         return 2
-    rlm = RLM(
-        model=args.model,
-        sub_model=args.sub_model,
-        max_iterations=args.max_iterations,
-        max_depth=args.max_depth,
-        timeout=args.timeout,
-        max_usd=args.budget,
-        max_seconds=args.max_seconds,
-    )
+    from traitlets import TraitError
+
+    try:
+        given = {name: getattr(args, name) for name, _ in TRAIT_OPTIONS if hasattr(args, name)}
+        rlm = RLM(**given, **({"cache": False} if args.no_cache else {}))
+    except TraitError as exc:  # a setting no option type catches
+        print(f"rlm-jupyter: {exc}", file=sys.stderr)
+        return 2
     root, sub = rlm.resolved_models()
     print(f"rlm-jupyter: root model {root}, sub-model {sub}", file=sys.stderr)
     progress = StderrProgress(verbose=args.verbose)

@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-DOCS="$(python -c 'import pydoc_data.topics as t; print(t.__file__)')"
-rlm-jupyter run \
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then BIN="$VIRTUAL_ENV/bin"; else BIN="$PWD/.venv/bin"; fi
+DOCS="$("$BIN/python" -c 'import pydoc_data.topics as t; print(t.__file__)')"
+"$BIN/rlm-jupyter" run \
     --context "$DOCS" \
     --query "${RLM_QUERY:-What exception does the assert statement raise when its expression is false?}" \
     --max-iterations 6 \

@@ -11,6 +11,8 @@ import pytest
 from rlm_jupyter.lm.scripted import get_script, script
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
+# Tests exercise the models, not the persistent LM cache (tests/test_lm_cache.py opts in).
+os.environ.setdefault("RLM_JUPYTER_LM_CACHE", "off")
 DATA = SHARED / "data"
 _ids = itertools.count()
 
@@ -33,20 +35,21 @@ def repl(code: str) -> str:
 
 
 def kernel_children(parent: int | None = None) -> set[int]:
-    """PIDs of ipykernel processes whose parent is ``parent`` (default: this test process)."""
-    me = os.getpid() if parent is None else parent
+    """PIDs of ipykernel processes descending from ``parent`` (default: this test process);
+    the kernel is a grandchild (bwrap, or the supervisor, sits in between)."""
+    import psutil
+
+    try:
+        procs = psutil.Process(os.getpid() if parent is None else parent).children(recursive=True)
+    except psutil.Error:
+        return set()
     out = set()
-    for d in pathlib.Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+    for p in procs:
         try:
-            stat = (d / "stat").read_text()
-            cmd = (d / "cmdline").read_bytes()
-        except OSError:
+            if "ipykernel_launcher" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                out.add(p.pid)
+        except psutil.Error:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == me and b"ipykernel" in cmd:
-            out.add(int(d.name))
     return out
 
 

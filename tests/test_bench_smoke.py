@@ -52,3 +52,16 @@ def test_quality_smoke_writes_json_with_sane_fields(tmp_path):
     sniah = {r["method"]: r["score"] for r in res["rows"] if r["task"]["kind"] == "sniah"}
     assert sniah == {"base": 0.0, "rlm": 1.0, "rlm_nosub": 1.0}
     assert len(res["summary"]) == 9
+
+
+def test_interpreter_smoke_writes_json_with_sane_fields(tmp_path):
+    res = _bench(tmp_path, "interpreter")
+    assert res["benchmark"] == "interpreter" and res["smoke"] is True
+    kinds = res["results"]
+    assert set(kinds) == {"jupyter", "jupyter_nosandbox", "plain_kernel", "exec"}
+    for name, r in kinds.items():
+        assert "error" not in r, (name, r)
+        assert r["warm_ms"] > 0 and r["tool_ms"] > 0 and r["var_1mb_ms"] > 0, (name, r)
+    for name in ("jupyter", "jupyter_nosandbox", "plain_kernel"):
+        assert kinds[name]["start_ms"] > kinds[name]["warm_ms"] and kinds[name]["interpreter_rss_mb"] > 10
+    assert set(res["summary"]) >= {"warm_ratio", "warm_met", "tool_met", "var_met"}

@@ -10,7 +10,7 @@ import pytest
 from conftest import repl
 from rlm_jupyter import RLM, load_jsonl
 from rlm_jupyter.cli import main
-from rlm_jupyter.jupyter.notebook import read_notebook
+from rlm_jupyter.notebook_io import read_notebook
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 
@@ -96,3 +96,18 @@ def test_cli_bad_input_exits_2_with_a_message(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert r.returncode == 2 and ".ipynb or .jsonl" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "option,value",
+    [("--max-iterations", "-3"), ("--max-iterations", "0"), ("--max-depth", "0"), ("--timeout", "0"),
+     ("--timeout", "nan"), ("--budget", "-1"), ("--max-seconds", "0")],
+)
+def test_cli_rejects_non_positive_settings_with_exit_2(tmp_path, capsys, option, value):
+    ctx = tmp_path / "c.txt"
+    ctx.write_text("abc")
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--context", str(ctx), "--query", "q", "-m", "scripted/never-called", option, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and "must be" in err and "Traceback" not in err

@@ -79,3 +79,44 @@ def test_main_job_cli_prints_the_answer_and_the_trajectory_path(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "AssertionError" in r.stdout and f"trajectory saved to {out}" in r.stderr
     assert out.exists()
+
+
+def test_labels_grammar_and_separate_states_for_root_and_sub_calls():
+    """A labelled sub-call answers exactly one label (llama.cpp grammar); a sub-call between
+    two root turns does not evict the root conversation (two llama.cpp states), so the second
+    root turn processes only its new tokens."""
+    import asyncio
+
+    from rlm_jupyter.lm.client import LMClient
+
+    local.register()
+    client = LMClient()
+    labels = ["human being", "numeric value", "location"]
+    r = asyncio.run(client.acomplete(local.MODEL_ID, [{"role": "user", "content": "Label the question 'Who wrote Hamlet?'"}],
+                                     temperature=0.0, max_tokens=10, rlm_labels=labels))
+    assert r.text in labels
+    root = [{"role": "system", "content": "You write Python. " * 60}, {"role": "user", "content": "Print hello."}]
+    first = asyncio.run(client.acomplete(local.MODEL_ID, root, temperature=0.0, max_tokens=20))
+    asyncio.run(client.acomplete(local.MODEL_ID, [{"role": "user", "content": "Say yes. " * 40}], temperature=0.0, max_tokens=3))
+    local.reset_stats()
+    root += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "Now print bye."}]
+    asyncio.run(client.acomplete(local.MODEL_ID, root, temperature=0.0, max_tokens=5))
+    st = local.stats()
+    assert st["calls"] == 1 and st["prompt_tokens"] > 150
+    assert st["evaluated_tokens"] < 60 and st["one_state_tokens"] > 200, st  # only the new turn, not the conversation
+
+
+def test_dense_counting_task_uses_the_classify_helper():
+    """An OOLONG-style counting task (TREC questions, about 40 records): the embedded root
+    labels every record with a sub-call helper and counts in code (the score is measured in
+    bench/quality, not asserted here)."""
+    sys.path.insert(0, str(REPO))
+    from bench.quality import oolong
+
+    task = oolong.make(1, 1200)
+    events = []
+    res = RLM(model=local.MODEL_ID, max_iterations=6, cache=False, timeout=900).completion(task.query, task.context, on_event=events.append)
+    code = "\n".join(e.data.get("code") or "" for e in events if e.kind == "code_started")
+    assert "llm_classify(" in code or "llm_map(" in code, code
+    assert sum(1 for e in events if e.kind == "subcall_started") >= task.meta["lines"]
+    assert res.answer is not None

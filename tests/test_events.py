@@ -13,10 +13,38 @@ def test_subscribers_get_events_in_order_and_a_failing_one_is_dropped():
 
     bus.subscribe(seen.append)
     bus.subscribe(bad)
-    bus.emit(ev.ITERATION_STARTED, "0", None, 0, iteration=1, max_iterations=3)
+    with pytest.warns(RuntimeWarning, match="bad.*broken view"):
+        bus.emit(ev.ITERATION_STARTED, "0", None, 0, iteration=1, max_iterations=3)
     bus.emit(ev.ITERATION_STARTED, "0", None, 0, iteration=2, max_iterations=3)
-    assert [e.data["iteration"] for e in seen] == [1, 2]
+    assert [e.data["iteration"] for e in seen if e.kind == ev.ITERATION_STARTED] == [1, 2]
     assert len(bus.errors) == 1 and isinstance(bus.errors[0][1], RuntimeError)
+
+
+def test_a_failing_subscriber_is_reported_as_a_notice_and_a_log_warning(caplog):
+    bus = ev.EventBus("r1")
+    traj = Trajectory()
+    bus.subscribe(traj.apply)
+
+    def broken_view(e):
+        if e.kind == ev.ROOT_REPLY:
+            raise KeyError("widget gone")
+
+    bus.subscribe(broken_view)
+    bus.emit(ev.RUN_STARTED, "0", None, 0, query="q")
+    bus.emit(ev.ITERATION_STARTED, "0", None, 0, iteration=1, max_iterations=3)
+    with caplog.at_level("WARNING", logger="rlm_jupyter.events"), pytest.warns(RuntimeWarning):
+        bus.emit(ev.ROOT_REPLY, "0", None, 0, iteration=1, text="hi", usage=None)
+    notices = [e for e in traj.events if e.kind == ev.NOTICE]
+    assert len(notices) == 1 and "broken_view" in notices[0].data["message"] and "root_reply" in notices[0].data["message"]
+    assert traj.iterations[0].notices == [notices[0].data["message"]]  # the views show iteration notices
+    assert any("widget gone" in r.getMessage() for r in caplog.records)
+    bus.emit(ev.ROOT_REPLY, "0", None, 0, iteration=1, text="again", usage=None)  # removed: no second report
+    assert len([e for e in traj.events if e.kind == ev.NOTICE]) == 1
+
+
+def test_every_event_kind_documents_its_payload():
+    assert set(ev.PAYLOADS) == set(ev.KINDS)
+    assert ev.PAYLOADS[ev.SUBCALL_STARTED].__annotations__.keys() >= {"op", "model", "prompt", "batch"}
 
 
 def test_event_json_round_trip_and_rejects_non_events():

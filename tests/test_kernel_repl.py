@@ -193,3 +193,44 @@ def test_show_vars_lists_the_models_variables():
 
     text = with_env(body).text
     assert "context: list, len 2" in text and "total: int" in text and "llm_query" not in text
+
+
+def test_sandbox_mode_is_reported_and_the_kernel_is_not_our_child():
+    import os
+
+    async def body(env):
+        r = await env.execute("import os; print(os.getppid())")
+        return env.sandbox_mode, env.sandboxed, int(r.text.strip())
+
+    mode, sandboxed, ppid = with_env(body)
+    assert mode in ("bwrap", "unshare", "plain") and sandboxed == (mode != "plain")
+    assert ppid != os.getpid()
+
+
+def test_start_sandbox_mode_and_restarts_with_their_reason_are_logged(caplog):
+    caplog.set_level("INFO", logger="rlm_jupyter.environment")
+
+    async def body(env):
+        await env.execute("import os; os._exit(3)")
+        return env.sandbox_mode
+
+    mode = with_env(body, sandbox=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "rlm_jupyter.environment"]
+    assert f"sandbox mode {mode} (sandbox disabled)" in lines
+    assert any(line.startswith("REPL environment kernel started (env ") for line in lines)
+    assert any("restarting the REPL environment kernel (the kernel died: " in line and "restart 1" in line for line in lines)
+
+
+def test_stale_work_dirs_are_swept_and_logged(caplog, tmp_path, monkeypatch):
+    import json
+    import tempfile
+
+    caplog.set_level("INFO", logger="rlm_jupyter.environment")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stale = tmp_path / "rlm-env-stale"
+    stale.mkdir()
+    (stale / "owner.json").write_text(json.dumps({"pid": 2**22 + 7, "env_id": ""}))  # above pid_max: dead
+    env = KernelREPL()
+    run(env.shutdown())
+    assert not stale.exists()
+    assert "removed 1 stale REPL environment work dir(s) of dead processes" in [r.getMessage() for r in caplog.records]

@@ -161,3 +161,63 @@ def test_only_the_newest_environments_are_kept(ip, scripted):
     assert not results[0].environment.alive and all(r.environment.alive for r in results[1:])
     ip.run_line_magic("rlm", "close all")
     assert not any(r.environment.alive for r in results)
+
+
+@pytest.mark.parametrize(
+    "options,name",
+    [("--max-iterations -3", "max-iterations"), ("--max-iterations 0", "max-iterations"), ("--max-depth 0", "max-depth"),
+     ("--timeout 0", "timeout"), ("--timeout -2.5", "timeout"), ("--budget -1", "budget"), ("--budget 0", "budget")],
+)
+def test_non_positive_options_are_one_line_usage_errors_before_any_run(ip, scripted, options, name):
+    root = scripted(["FINAL(should not run)"])
+    ip.user_ns["docs"] = "x"
+    before = len(ip.magics_manager.registry["RLMMagics"].runs)
+    with pytest.raises(UsageError, match=f"--{name}") as exc:
+        ip.run_cell_magic("rlm", f"docs -m {root} {options}", "q")
+    assert "\n" not in str(exc.value) and "must be" in str(exc.value)
+    assert scripted.calls(root) == [] and len(ip.magics_manager.registry["RLMMagics"].runs) == before
+
+
+def test_a_bad_config_default_is_refused_and_later_runs_are_unaffected(ip, scripted):
+    root = scripted([repl("print(1)"), "FINAL(fine)"])
+    ip.user_ns["docs"] = "x"
+    magics = ip.magics_manager.registry["RLMMagics"]
+    try:
+        ip.run_line_magic("config", "RLM.concurrency = 0")  # IPython logs the one-line TraitError
+        assert magics.defaults.concurrency == 16
+        ip.run_cell_magic("rlm", f"docs --out r3 -m {root} --sub-model {root}", "q")
+        assert ip.user_ns["r3"].answer == "fine"
+    finally:
+        ip.config.RLM.pop("concurrency", None)
+
+
+def test_the_projects_own_model_ids_pass_the_model_check_before_their_provider_is_set_up():
+    """`%%rlm VAR -m local/...` (or replay/..., scripted/...) in a fresh kernel was refused as an
+    "unknown model id": the check asked litellm before the project's provider was registered."""
+    from rlm_jupyter.jupyter.magics import _check_model
+
+    for model in ("local/qwen2.5-coder-1.5b", "replay/run.jsonl", "scripted/anything"):
+        _check_model(model, "--model")  # no UsageError
+    with pytest.raises(UsageError, match="unknown model id 'nosuchprovider-xyz/m'"):
+        _check_model("nosuchprovider-xyz/m", "--model")
+
+
+def test_no_cache_option_bypasses_the_lm_cache_for_one_run(ip, scripted, tmp_path, monkeypatch):
+    from rlm_jupyter.lm import cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "UNCACHED_PROVIDERS", ())  # let this test cache its scripted model
+    root = scripted(lambda msgs: "FINAL(ok)")
+    ip.user_ns["docs"] = "abc"
+    ip.run_line_magic("config", f"RLM.cache = {str(tmp_path / 'lm-cache')!r}")
+    ip.run_line_magic("config", "RLM.completion_kwargs = {'temperature': 0}")
+    try:
+        line = f"docs --out r -m {root} --sub-model {root}"
+        ip.run_cell_magic("rlm", line, "q")  # stores the reply
+        n = len(scripted.calls(root))
+        ip.run_cell_magic("rlm", line + " --no-cache", "q")
+        assert len(scripted.calls(root)) == n + 1 and ip.user_ns["r"].usage.cache_hits == 0
+        ip.run_cell_magic("rlm", line, "q")
+        assert len(scripted.calls(root)) == n + 1 and ip.user_ns["r"].usage.cache_hits == 1
+    finally:
+        ip.run_line_magic("config", "RLM.cache = True")
+        ip.run_line_magic("config", "RLM.completion_kwargs = {}")

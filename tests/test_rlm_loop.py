@@ -308,10 +308,15 @@ def test_a_sub_call_prompt_larger_than_the_sub_models_window_fails_clearly(scrip
 def test_sandbox_setting_reaches_the_environment_kernel(scripted, mode):
     import shutil
 
+    import os
+
     if mode == "on" and not shutil.which("bwrap"):
         pytest.skip("bubblewrap not installed")
     root = scripted([repl("import os\nprint(os.getpid() < 10)"), "FINAL(x)"])
     res = RLM(model=root, sub_model=root, sandbox=mode).completion("q", "abc")
+    if mode == "on" and os.environ.get("RLM_JUPYTER_SANDBOX_MODE", "").strip().lower() == "plain":
+        assert res.status == "error" and not res.trajectory.iterations  # "on" cannot be met in forced plain mode
+        return
     in_own_pid_namespace = res.trajectory.iterations[0].cells[0].text.strip() == "True"
     assert in_own_pid_namespace == (mode == "on")
 
@@ -323,3 +328,146 @@ def test_without_subcalls_the_prompt_omits_them_and_calls_fail(scripted):
     assert "llm_query_batched" not in system and "No sub-LM calls in this run" in system
     assert "refused: RuntimeError: sub-calls are disabled" in res.trajectory.iterations[0].cells[0].text
     assert res.trajectory.subcalls == {}
+
+
+# -- issue 10: answer semantics, sub-calls, settings -------------------------------------------
+SANDBOX_MODES = ["auto", "off"]  # "auto" = bubblewrap where it works
+
+
+@pytest.mark.parametrize("mode", SANDBOX_MODES)
+def test_final_in_a_block_that_raises_is_dropped_with_a_note_never_carried_over(scripted, mode):
+    root = scripted([
+        repl("FINAL('too early')\nraise ValueError('boom')"),
+        repl("print('second block ran')"),
+        "FINAL(after the fix)",
+    ])
+    res = RLM(model=root, sub_model=root, sandbox=mode).completion("q", "abc")
+    assert res.status == "done" and res.answer == "after the fix" and len(res.trajectory.iterations) == 3
+    fed = scripted.calls(root)[1][-1]["content"]
+    assert "ValueError: boom" in fed and "the block raised" in fed and "call FINAL again" in fed
+
+
+@pytest.mark.parametrize("mode", SANDBOX_MODES)
+def test_final_var_in_a_block_that_times_out_is_dropped(scripted, mode):
+    root = scripted([
+        repl("x = 'partial'\nFINAL_VAR('x')\nimport time\ntime.sleep(60)"),
+        repl("print('next')"),
+        "FINAL(done)",
+    ])
+    res = RLM(model=root, sub_model=root, sandbox=mode, timeout=1.5).completion("q", "abc")
+    assert res.answer == "done" and len(res.trajectory.iterations) == 3
+    assert "call FINAL again" in scripted.calls(root)[1][-1]["content"]
+
+
+@pytest.mark.parametrize("mode", SANDBOX_MODES)
+def test_helpers_and_context_are_restored_after_a_failed_block(scripted, mode):
+    root = scripted([
+        repl("del llm_query\ndel context\n1 / 0"),
+        repl("print(callable(llm_query), len(context))"),
+        "FINAL(x)",
+    ])
+    res = RLM(model=root, sub_model=root, sandbox=mode).completion("q", "abc")
+    assert res.trajectory.iterations[1].cells[0].text.strip() == "True 3"
+    fed = scripted.calls(root)[1][-1]["content"]
+    assert "llm_query" in fed and "restored" in fed and "deleted `context`" in fed
+
+
+@pytest.mark.parametrize("mode", SANDBOX_MODES)
+def test_an_interrupted_sub_call_is_cancelled_and_never_answers_a_later_one(scripted, mode):
+    slow = scripted(lambda m: "SLOW:" + m[0]["content"], latency=30)
+    fast = scripted(lambda m: "FAST:" + m[0]["content"])
+    root = scripted([
+        repl(f"llm_query('first', model={slow!r})"),
+        repl("print(llm_query('second'))"),
+        repl("print(llm_query('third'))"),
+        "FINAL(x)",
+    ])
+    res = RLM(model=root, sub_model=fast, allowed_models=[slow], timeout=2.0, sandbox=mode).completion("q", "abc")
+    cells = [c for it in res.trajectory.iterations for c in it.cells]
+    assert cells[0].status == "timeout" and "KeyboardInterrupt" in cells[0].text
+    assert cells[1].text.strip() == "FAST:second" and cells[2].text.strip() == "FAST:third"
+    # the parent cancelled the interrupted LM call: the slow model never answered
+    assert scripted.calls(slow) == []
+    first = res.trajectory.iterations[0].subcalls[0]
+    assert first.error == "stopped"
+    # the model's traceback shows its own code, not the project's frames or the socket's
+    for part in ("kernel_side", "socket.py", "rlm_jupyter"):
+        assert part not in cells[0].text
+
+
+@pytest.mark.parametrize("mode", SANDBOX_MODES)
+def test_an_interrupted_rlm_query_cancels_the_child_rlm_and_its_kernel(scripted, mode):
+    def root_or_child(msgs):
+        first_user = next(m["content"] for m in msgs if m["role"] == "user")
+        if "Query: child task" in first_user:
+            return repl("import time\ntime.sleep(60)")
+        turns = sum(1 for m in msgs if m["role"] == "assistant")
+        return [repl("rlm_query('child task', context='abc')"), repl("print('parent goes on')"), "FINAL(parent done)"][min(turns, 2)]
+
+    root = scripted(root_or_child)
+    before = kernel_children()
+    res = RLM(model=root, sub_model=root, max_depth=2, timeout=3.0, sandbox=mode).completion("q", "ignored")
+    assert res.answer == "parent done" and res.wall_seconds < 40
+    assert res.trajectory.nodes["0.c1"].status == "stopped"
+    events = res.trajectory.events
+    child_end = next(i for i, e in enumerate(events) if e.kind == ev.RUN_FINISHED and e.node_id == "0.c1")
+    parent_next = next(i for i, e in enumerate(events) if e.kind == ev.CODE_STARTED and e.node_id == "0" and e.data["iteration"] == 2)
+    assert child_end < parent_next, "the child RLM ran on after its rlm_query was interrupted"
+    assert not (kernel_children() - before)
+
+
+def test_a_failed_sub_call_traceback_hides_the_projects_frames(scripted):
+    root = scripted([repl("llm_query('x')"), "FINAL(x)"])
+    res = RLM(model=root, sub_model=root, subcalls=False).completion("q", "abc")
+    text = res.trajectory.iterations[0].cells[0].text
+    assert "SubcallError" in text and "sub-calls are disabled" in text
+    assert "kernel_side" not in text and "rlm_jupyter" not in text and "----> 1 llm_query('x')" in text
+
+
+def test_llm_query_model_is_limited_to_the_runs_models(scripted):
+    sub = scripted(lambda m: "sub")
+    extra = scripted(lambda m: "extra")
+    root = scripted([
+        repl(
+            "for m in ['gpt-4o', 'anthropic/claude-3-opus', None, %r, %r]:\n"
+            "    try:\n        print(m, llm_query('x', model=m))\n"
+            "    except SubcallError as e:\n        print(m, 'refused:', e)\n"
+            "try:\n    llm_query_batched(['a'], model='gpt-4o')\n"
+            "except SubcallError as e:\n    print('batch refused:', e)" % (extra, sub)
+        ),
+        "FINAL(x)",
+    ])
+    res = RLM(model=root, sub_model=sub, allowed_models=[extra]).completion("q", "abc")
+    lines = res.trajectory.iterations[0].cells[0].text.strip().splitlines()
+    assert lines[0].startswith("gpt-4o refused:") and "not allowed" in lines[0] and "allowed_models" in lines[0]
+    assert lines[1].startswith("anthropic/claude-3-opus refused:")
+    assert lines[2:5] == ["None sub", f"{extra} extra", f"{sub} sub"]
+    assert lines[5].startswith("batch refused:") and "not allowed" in lines[5]
+    # no LM call was made for a refused model
+    assert {s.model for s in res.trajectory.subcalls.values()} == {sub, extra}
+
+
+@pytest.mark.parametrize(
+    "trait,value",
+    [
+        ("max_iterations", 0), ("max_iterations", -3), ("max_depth", 0), ("concurrency", 0),
+        ("timeout", 0.0), ("timeout", -1.0), ("timeout", float("nan")), ("lm_timeout", 0.0),
+        ("max_subcalls", 0), ("max_tokens", -5), ("max_usd", 0.0), ("max_seconds", -1.0),
+        ("max_output_chars", 0), ("num_retries", -1), ("retry_backoff", -0.5), ("cpu_seconds", 0),
+        ("max_processes", 0), ("memory_limit_mb", -1), ("environment_idle_seconds", 0.0),
+    ],
+)
+def test_bad_settings_are_rejected_where_they_enter(trait, value):
+    from traitlets import TraitError
+
+    with pytest.raises(TraitError, match=trait):
+        RLM(**{trait: value})
+    rlm = RLM()
+    with pytest.raises(TraitError, match=trait):
+        setattr(rlm, trait, value)
+
+
+def test_good_edge_settings_are_accepted():
+    rlm = RLM(max_iterations=1, max_depth=1, concurrency=1, timeout=0.5, max_subcalls=None, max_usd=None,
+              memory_limit_mb=0, num_retries=0, retry_backoff=0.0, allowed_models=["gpt-4o"])
+    assert rlm.max_iterations == 1 and rlm.memory_limit_mb == 0

@@ -91,7 +91,7 @@ def test_user_mistakes_are_one_line_usage_errors(ip):
         with pytest.raises(UsageError, match=pattern) as exc:
             ip.run_cell_magic("rlm", line, "q")
         assert "\n" not in str(exc.value)
-    with pytest.raises(UsageError, match="'runs', 'show N', 'models', 'config' or 'close'"):
+    with pytest.raises(UsageError, match="'runs', 'show N', 'models', 'config', 'stop' or 'close'"):
         ip.run_line_magic("rlm", "nope")
 
 

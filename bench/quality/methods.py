@@ -1,10 +1,22 @@
-"""The three methods compared (paper arXiv 2512.24601, Table 1 rows): the base model with the
-context stuffed into its prompt, the RLM, and the RLM without sub-calls. Each returns a
-:class:`Outcome`; every LM call goes through litellm, so any litellm model id works."""
+"""The methods compared (paper arXiv 2512.24601, Table 1 rows): the base model with the
+context stuffed into its prompt, the RLM, the RLM without sub-calls, the summary agent and
+CodeAct + BM25. Each returns a :class:`Outcome`; every LM call goes through litellm, so any
+litellm model id works.
+
+* ``summary``: the paper's summary agent: reads the context in window-sized parts, rewriting
+  running notes about the question after each part, then answers from the notes.
+* ``codeact``: CodeAct + BM25: a code agent (our REPL, no sub-LM) whose prompt holds the
+  context (cut to half its window, like the base model's) and whose REPL offers ``search(words,
+  k)`` over the whole context (BM25). Unlike the paper's agent, the REPL's ``context`` variable
+  still holds the input (a code agent there could read it): the table is a lower bound on the
+  RLM's edge over it.
+"""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import re
 import time
 from typing import Any
 
@@ -18,6 +30,7 @@ from rlm_jupyter.rlm import run_sync
 from .tasks import Task
 
 BASE_MAX_OUTPUT_TOKENS = 256
+BLOCK_TIMEOUT_SECONDS = 3600.0
 TEMPLATE_MARGIN_TOKENS = 96
 CUT_MARKER = "\n[... {n:,} characters cut to fit the model's window ...]\n"
 
@@ -50,6 +63,10 @@ class Outcome:
     kept_fraction: float | None = None
     prompt_tokens: int | None = None
     error: str | None = None
+    evaluated_tokens: int | None = None
+    unique_tokens: int | None = None
+    one_state_tokens: int | None = None
+    helpers: dict = dataclasses.field(default_factory=dict)
 
 
 def prepare_model(model: str) -> None:
@@ -100,6 +117,7 @@ def run_base(task: Task, model: str, window: int | None = None, completion_kwarg
     window = window or context_window_tokens(model) or 128_000
     t0 = time.perf_counter()
     ctx, truncated, kept, n = fit_context(model, task.context, task.query, window)
+    _local_stats_reset(model)
     kwargs: dict[str, Any] = {"max_tokens": BASE_MAX_OUTPUT_TOKENS, **(completion_kwargs or {})}
     if model.startswith(local.PROVIDER + "/"):
         kwargs.setdefault("temperature", 0.0)
@@ -111,8 +129,9 @@ def run_base(task: Task, model: str, window: int | None = None, completion_kwarg
         return Outcome(None, "error", wall_seconds=time.perf_counter() - t0, truncated=truncated, kept_fraction=kept,
                        prompt_tokens=n, error=f"{type(exc).__name__}: {exc}"[:500])
     u = reply.usage
-    return Outcome(reply.text, "done", u.input_tokens, u.output_tokens, u.usd, u.cost_known, u.seconds, u.calls,
-                   time.perf_counter() - t0, truncated=truncated, kept_fraction=kept, prompt_tokens=n)
+    return _with_local_stats(Outcome(reply.text, "done", u.input_tokens, u.output_tokens, u.usd, u.cost_known, u.seconds,
+                                     u.calls, time.perf_counter() - t0, truncated=truncated, kept_fraction=kept,
+                                     prompt_tokens=n), model)
 
 
 def run_rlm(task: Task, model: str, sub_model: str | None = None, subcalls: bool = True,
@@ -122,6 +141,11 @@ def run_rlm(task: Task, model: str, sub_model: str | None = None, subcalls: bool
     prepare_model(model)
     sub = sub_model or model
     events: list[ev.Event] = []
+    _local_stats_reset(model)
+    rlm_kwargs.setdefault("cache", False)  # measured calls, not cache hits
+    # a code block labelling every record waits for hundreds of sub-calls (the embedded model:
+    # ~1 s each on 2 idle cores); the default 120 s per block would interrupt it
+    rlm_kwargs.setdefault("timeout", BLOCK_TIMEOUT_SECONDS)
     t0 = time.perf_counter()
     try:
         res = RLM(model=model, sub_model=sub, max_iterations=max_iterations, max_seconds=max_seconds,
@@ -131,6 +155,97 @@ def run_rlm(task: Task, model: str, sub_model: str | None = None, subcalls: bool
     u = res.usage
     root_its = sum(1 for e in events if e.kind == ev.ITERATION_STARTED and e.node_id == "0")
     subs = sum(1 for e in events if e.kind == ev.SUBCALL_STARTED)
-    return Outcome(res.answer, res.status, u.input_tokens, u.output_tokens, u.usd, u.cost_known, u.seconds, u.calls,
-                   time.perf_counter() - t0, iterations=root_its, subcalls=subs,
-                   error=res.message if res.status not in ("done",) else None)
+    return _with_local_stats(Outcome(res.answer, res.status, u.input_tokens, u.output_tokens, u.usd, u.cost_known, u.seconds,
+                                     u.calls, time.perf_counter() - t0, iterations=root_its, subcalls=subs,
+                                     error=res.message if res.status not in ("done",) else None,
+                                     helpers=helpers_used(events)), model)
+
+
+HELPER_NAMES = ("grep", "search", "chunks", "llm_map", "llm_classify", "llm_reduce", "summarize",
+                "llm_query", "llm_query_batched", "rlm_query")
+SUMMARY_NOTE_TOKENS = 400
+
+
+def _local_stats_reset(model: str) -> None:
+    if model.startswith(local.PROVIDER + "/"):
+        local.reset_stats()
+
+
+def _with_local_stats(o: Outcome, model: str) -> Outcome:
+    """Prefill counts of the embedded model's calls since the reset (see ``local.stats``)."""
+    if model.startswith(local.PROVIDER + "/"):
+        st = local.stats()
+        o.evaluated_tokens, o.unique_tokens = st.get("evaluated_tokens"), st.get("unique_tokens")
+        o.one_state_tokens = st.get("one_state_tokens")
+    return o
+
+
+def helpers_used(events: list) -> dict:
+    """How many root code blocks called each REPL helper (by name in the code)."""
+    used: collections.Counter = collections.Counter()
+    for e in events:
+        if e.kind == ev.CODE_STARTED and e.node_id == "0":
+            code = e.data.get("code") or ""
+            for name in HELPER_NAMES:
+                if re.search(rf"\b{name}\s*\(", code):
+                    used[name] += 1
+    return dict(used)
+
+
+def run_summary(task: Task, model: str, window: int | None = None, completion_kwargs: dict | None = None) -> Outcome:
+    """The summary agent: notes rewritten part by part (each part fills the window less the
+    notes and the answer budget), then an answer from the notes."""
+    prepare_model(model)
+    _local_stats_reset(model)
+    window = window or context_window_tokens(model) or 128_000
+    kwargs: dict[str, Any] = {"max_tokens": SUMMARY_NOTE_TOKENS, **(completion_kwargs or {})}
+    if model.startswith(local.PROVIDER + "/"):
+        kwargs.setdefault("temperature", 0.0)
+    t0 = time.perf_counter()
+    sample = task.context[:20_000]
+    chars_per_token = len(sample) / max(1, model_tokens(model, sample))
+    part_chars = max(2000, int((window - 3 * SUMMARY_NOTE_TOKENS - 2 * TEMPLATE_MARGIN_TOKENS) * chars_per_token * 0.9))
+    parts = [task.context[i : i + part_chars] for i in range(0, len(task.context), part_chars)]
+    client = LMClient(num_retries=2)
+    notes, usage = "(none yet)", []
+    try:
+        for i, part in enumerate(parts, 1):
+            prompt = (
+                f"You read a long document in {len(parts)} parts to answer a question later.\nQuestion: {task.query}\n\n"
+                f"Your notes so far:\n{notes}\n\nPart {i} of {len(parts)}:\n{part}\n\n"
+                f"Rewrite your notes: keep what matters for the question from the notes and from this part "
+                f"(exact values, names, running counts). At most {SUMMARY_NOTE_TOKENS * 3 // 4} words."
+            )
+            r = run_sync(client.acomplete(model, [{"role": "user", "content": prompt}], **kwargs))
+            notes = r.text.strip() or notes
+            usage.append(r.usage)
+        r = run_sync(client.acomplete(model, [{"role": "user", "content": (
+            f"Notes taken while reading a long document:\n{notes}\n\n{task.query}\nAnswer from the notes.")}],
+            **{**kwargs, "max_tokens": BASE_MAX_OUTPUT_TOKENS}))
+        usage.append(r.usage)
+    except Exception as exc:
+        return Outcome(None, "error", wall_seconds=time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}"[:500])
+    return _with_local_stats(Outcome(
+        r.text, "done", sum(u.input_tokens for u in usage), sum(u.output_tokens for u in usage), sum(u.usd for u in usage),
+        all(u.cost_known for u in usage), sum(u.seconds for u in usage), len(usage), time.perf_counter() - t0,
+        iterations=len(parts)), model)
+
+
+CODEACT_NOTE = (
+    "In the REPL, `search(words, k)` returns the k lines of the whole document most relevant to the words "
+    "(BM25), numbered `<line N>`; the document above may be cut in the middle."
+)
+
+
+def run_codeact(task: Task, model: str, window: int | None = None, max_iterations: int = 8,
+                max_seconds: float | None = None, **rlm_kwargs: Any) -> Outcome:
+    """CodeAct + BM25: the context (cut to half the window) in the query, the REPL's
+    ``search`` as the retriever, no sub-LM (``RLM(subcalls=False)``)."""
+    prepare_model(model)
+    window = window or context_window_tokens(model) or 128_000
+    ctx, truncated, kept, n = fit_context(model, task.context, task.query, window // 2)
+    query = f"Document:\n{ctx}\n\n{task.query}\n\n{CODEACT_NOTE}"
+    coded = dataclasses.replace(task, query=query)
+    o = run_rlm(coded, model, model, subcalls=False, max_iterations=max_iterations, max_seconds=max_seconds, **rlm_kwargs)
+    o.truncated, o.kept_fraction, o.prompt_tokens = truncated, kept, n
+    return o

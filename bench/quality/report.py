@@ -8,7 +8,8 @@ from collections import defaultdict
 
 from ..common import table
 
-METHOD_NAMES = {"base": "base model (context in prompt)", "rlm": "RLM", "rlm_nosub": "RLM, no sub-calls"}
+METHOD_NAMES = {"base": "base model (context in prompt)", "rlm": "RLM", "rlm_nosub": "RLM, no sub-calls",
+                "summary": "summary agent", "codeact": "CodeAct + BM25"}
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
@@ -30,10 +31,37 @@ def aggregate(rows: list[dict]) -> list[dict]:
             "wall_seconds": sum(r["wall_seconds"] for r in rs) / n,
             "lm_seconds": sum(r["lm_seconds"] for r in rs) / n,
             "truncated": sum(1 for r in rs if r.get("truncated")),
-            "kept_fraction": (sum(r["kept_fraction"] for r in rs if r.get("kept_fraction") is not None) / n) if method == "base" else None,
+            "kept_fraction": (sum(r["kept_fraction"] for r in rs if r.get("kept_fraction") is not None) / n) if method in ("base", "codeact") else None,
             "errors": sum(1 for r in rs if r["status"] == "error"),
+            "prefill_ratio": _ratio(rs),
+            "prefill_ratio_one_state": _ratio(rs, "one_state_tokens"),
+            "helpers": _helpers(rs),
         })
     return out
+
+
+def _ratio(rs: list[dict], key: str = "evaluated_tokens") -> float | None:
+    """Prompt tokens the embedded model processed (``key``: or would have, with one llama.cpp
+    state) / the run's unique prompt tokens (summed over the rows)."""
+    ev = sum(r.get(key) or 0 for r in rs)
+    un = sum(r.get("unique_tokens") or 0 for r in rs)
+    return ev / un if un else None
+
+
+def _helpers(rs: list[dict]) -> str:
+    """``name:runs`` for each REPL helper the root called, counted once per run."""
+    runs: dict[str, int] = defaultdict(int)
+    for r in rs:
+        for name in r.get("helpers") or {}:
+            runs[name] += 1
+    return " ".join(f"{k}:{v}" for k, v in sorted(runs.items()))
+
+
+def _fmt_ratio(a: dict) -> str:
+    if a.get("prefill_ratio") is None:
+        return ""
+    one = a.get("prefill_ratio_one_state")
+    return f"{a['prefill_ratio']:.2f}" + ("" if one is None else f" ({one:.2f})")
 
 
 def render(result: dict) -> str:
@@ -41,15 +69,17 @@ def render(result: dict) -> str:
     rows = []
     for a in result["summary"]:
         trunc = ""
-        if a["method"] == "base" and a["truncated"]:
+        if a["method"] in ("base", "codeact") and a["truncated"]:
             trunc = f"{a['truncated']}/{a['n']} cut, kept {a['kept_fraction'] * 100:.0f}%"
         rows.append([
             a["kind"], a["length"], METHOD_NAMES[a["method"]], a["n"], f"{a['score'] * 100:.1f}",
             f"{a['input_tokens']:,.0f}", f"{a['output_tokens']:,.0f}",
-            f"${a['usd']:.4f}" + ("" if a["cost_known"] else "+"), f"{a['wall_seconds']:.1f}", trunc,
-            a["errors"] or "",
+            f"${a['usd']:.4f}" + ("" if a["cost_known"] else "+"), f"{a['wall_seconds']:.1f}",
+            f"{a['lm_seconds']:.1f}", _fmt_ratio(a), trunc,
+            a["errors"] or "", a.get("helpers") or "",
         ])
-    head = ["task", "tokens", "method", "n", "score %", "in tok", "out tok", "USD", "wall s", "base prompt", "errors"]
+    head = ["task", "tokens", "method", "n", "score %", "in tok", "out tok", "USD", "wall s", "LM s", "prefill/unique (1 state)",
+            "base prompt", "errors", "helpers (runs)"]
     notes = [
         f"model {result['model']} (sub-calls: {result['sub_model']}); base window {result['base_window']:,} tokens: "
         "contexts longer than that were CUT in the middle for the base model (see 'base prompt').",
@@ -71,7 +101,8 @@ def plot(result: dict, path: str | pathlib.Path) -> str:
         return "plot skipped: matplotlib is not installed (pip install matplotlib)"
     summary = result["summary"]
     kinds = sorted({a["kind"] for a in summary})
-    style = {"base": ("C0", "o", "-"), "rlm": ("C1", "s", "-"), "rlm_nosub": ("C2", "^", "--")}
+    style = {"base": ("C0", "o", "-"), "rlm": ("C1", "s", "-"), "rlm_nosub": ("C2", "^", "--"),
+             "summary": ("C3", "D", ":"), "codeact": ("C4", "v", "-.")}
     fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.9), squeeze=False)
     handles: dict[str, object] = {}
     for ax, kind in zip(axes[0], kinds):

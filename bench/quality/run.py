@@ -83,6 +83,10 @@ def run(a: argparse.Namespace) -> dict:
         for method in a.methods:
             if method == "base":
                 o = methods.run_base(task, model, window)
+            elif method == "summary":
+                o = methods.run_summary(task, model, window)
+            elif method == "codeact":
+                o = methods.run_codeact(task, model, window, max_iterations=a.max_iterations, max_seconds=a.max_seconds)
             else:
                 o = methods.run_rlm(task, model, sub_model, subcalls=method == "rlm",
                                     max_iterations=a.max_iterations, max_seconds=a.max_seconds)

@@ -40,6 +40,25 @@ export interface LogEntry {
 const LOG: LogEntry[] = [];
 const LOG_SIZE = 500;
 
+/** Mark a code cell and its output area untrusted (before outputs from a run are added). */
+export function untrust(code: ICodeCellModel): void {
+  if (code.trusted) {
+    code.trusted = false;
+  }
+  if (code.outputs.trusted) {
+    code.outputs.trusted = false;
+  }
+  if (code.getMetadata('trusted') !== undefined) {
+    code.deleteMetadata('trusted');
+  }
+}
+
+/** Cell metadata without the `trusted` flag (trust is never taken from a message). */
+function withoutTrust(metadata: Record<string, unknown>): Record<string, unknown> {
+  const { trusted: _ignored, ...rest } = metadata;
+  return rest;
+}
+
 /** A {@link NotebookAdapter} over a JupyterLab notebook panel's model. */
 export function panelAdapter(panel: NotebookPanel): NotebookAdapter | null {
   const model = panel.content.model;
@@ -61,7 +80,7 @@ export function panelAdapter(panel: NotebookPanel): NotebookAdapter | null {
         id: cell.key,
         cell_type: cell.cell_type,
         source: cell.source,
-        metadata: cell.metadata
+        metadata: withoutTrust(cell.metadata)
       };
       if (cell.cell_type === 'code') {
         // Outputs go through the cell model after the insertion: given to insertCell, the
@@ -70,6 +89,11 @@ export function panelAdapter(panel: NotebookPanel): NotebookAdapter | null {
         json.execution_count = cell.execution_count ?? null;
       }
       model.sharedModel.insertCell(index, json as any);
+      if (cell.cell_type === 'code') {
+        // The outputs come from the run's environment kernel (model-written code): JupyterLab
+        // must treat them as untrusted (its sanitizer on HTML, no JavaScript, no SVG inline).
+        untrust(cellAt(index) as ICodeCellModel);
+      }
       if (cell.cell_type === 'code' && cell.outputs && cell.outputs.length) {
         const code = cellAt(index) as ICodeCellModel;
         code.outputs.clear();
@@ -103,13 +127,14 @@ export function panelAdapter(panel: NotebookPanel): NotebookAdapter | null {
         c.sharedModel.setSource(patch.source);
       }
       if (patch.metadata !== undefined) {
-        for (const [k, v] of Object.entries(patch.metadata)) {
+        for (const [k, v] of Object.entries(withoutTrust(patch.metadata))) {
           c.setMetadata(k, v as any);
         }
       }
       if (c.type === 'code') {
         const code = c as ICodeCellModel;
         if (patch.outputs !== undefined) {
+          untrust(code);
           code.outputs.clear();
           for (const o of patch.outputs) {
             code.outputs.add(o as any);

@@ -19,7 +19,7 @@ export const PROTOCOL_VERSION = 1;
 /** nbformat output dict (kept loose: the kernel sends nbformat v4 JSON). */
 export type Output = { output_type: string; [k: string]: unknown };
 
-/** `metadata.rlm` of an inserted cell. Shared with rlm_jupyter/jupyter/notebook.py's files. */
+/** `metadata.rlm` of an inserted cell. Shared with rlm_jupyter/notebook_io.py's files. */
 export interface RlmMeta {
   run_id: string;
   node_id: string;
@@ -106,6 +106,67 @@ export interface Result {
   reason?: string;
 }
 
+/**
+ * MIME types that run code in the page when rendered (even a trusted notebook must never get
+ * them from a model's run). The kernel side drops them already (rlm_jupyter/safe_html.py);
+ * this is the frontend's own check.
+ */
+export const EXECUTABLE_MIME_TYPES = [
+  'application/javascript',
+  'application/x-javascript',
+  'text/javascript',
+  'application/ecmascript',
+  'text/ecmascript',
+  'application/vnd.jupyter.widget-view+json',
+  'application/vnd.jupyter.widget-state+json'
+];
+
+/** Copies of `outputs` without executable MIME types and without output metadata other than
+ * image sizes (no `isolated` iframes); a display left empty says what was removed. */
+export function safeOutputs(outputs: Output[] | undefined): Output[] {
+  const out: Output[] = [];
+  for (const o of outputs ?? []) {
+    if (!o || typeof o !== 'object') {
+      continue;
+    }
+    const data = (o as { data?: unknown }).data;
+    if (data === undefined || data === null || typeof data !== 'object') {
+      out.push(o);
+      continue;
+    }
+    const kept: Record<string, unknown> = {};
+    const dropped: string[] = [];
+    for (const [mime, value] of Object.entries(data as Record<string, unknown>)) {
+      if (EXECUTABLE_MIME_TYPES.includes(mime.toLowerCase().trim())) {
+        dropped.push(mime);
+      } else {
+        kept[mime] = value;
+      }
+    }
+    if (Object.keys(kept).length === 0) {
+      kept['text/plain'] = `[output of a MIME type not shown: ${dropped.join(', ')}]`;
+    }
+    const meta: Record<string, unknown> = {};
+    const srcMeta = (o as { metadata?: unknown }).metadata;
+    if (srcMeta && typeof srcMeta === 'object') {
+      for (const [mime, v] of Object.entries(srcMeta as Record<string, unknown>)) {
+        if (mime.startsWith('image/') && mime in kept && v && typeof v === 'object') {
+          const size: Record<string, unknown> = {};
+          for (const k of ['width', 'height']) {
+            const n = (v as Record<string, unknown>)[k];
+            if (typeof n === 'number') {
+              size[k] = n;
+            }
+          }
+          meta[mime] = size;
+        }
+      }
+    }
+    out.push({ ...o, data: kept, metadata: meta });
+  }
+  return out;
+}
+
 export function isMessage(data: unknown): data is Message {
   if (!data || typeof data !== 'object') {
     return false;
@@ -188,7 +249,7 @@ export function applyMessage(nb: NotebookAdapter, msg: Message): Result {
       }
       const parent = cells.findIndex(c => c.id === msg.parent_cell_id);
       const index = insertIndex(cells, parent, msg.run_id, spec.order);
-      nb.insert(index, spec);
+      nb.insert(index, spec.cell_type === 'code' ? { ...spec, outputs: safeOutputs(spec.outputs) } : spec);
       return { action: 'inserted', index, removed };
     }
     case 'outputs': {
@@ -197,7 +258,7 @@ export function applyMessage(nb: NotebookAdapter, msg: Message): Result {
         return { action: 'ignored', reason: `no cell ${msg.key}` };
       }
       const current = nb.read(index);
-      const patch: CellPatch = { outputs: msg.outputs, execution_count: msg.execution_count };
+      const patch: CellPatch = { outputs: safeOutputs(msg.outputs), execution_count: msg.execution_count };
       if (msg.status && current.metadata?.rlm && current.metadata.rlm.status !== msg.status) {
         patch.metadata = { ...current.metadata, rlm: { ...current.metadata.rlm, status: msg.status } };
       }

@@ -9,7 +9,8 @@ import {
   isMessage,
   markerLabel,
   Message,
-  NotebookAdapter
+  NotebookAdapter,
+  safeOutputs
 } from '../src/protocol';
 
 /** An in-memory notebook implementing the adapter. */
@@ -188,6 +189,29 @@ describe('protocol', () => {
     expect(applyMessage(nb, { ...start('r1'), v: 99 } as any).action).toBe('ignored');
     expect(applyMessage(new FakeNotebook([PARENT]), outputs('r1', 1, 'x', 1)).action).toBe('ignored');
     expect(nb.ids()).toEqual(['x']);
+  });
+
+  test('executable MIME types never reach a cell (insert and outputs messages)', () => {
+    const hostile = [
+      { output_type: 'display_data', data: { 'application/javascript': 'window.__pwned=1', 'text/plain': 'js' }, metadata: { isolated: true } },
+      { output_type: 'display_data', data: { 'application/vnd.jupyter.widget-view+json': { model_id: 'm' } }, metadata: {} },
+      { output_type: 'display_data', data: { 'image/png': 'AAAA' }, metadata: { 'image/png': { width: 3, onload: 'x' } } },
+      { output_type: 'stream', name: 'stdout', text: 'hi' }
+    ];
+    const nb = new FakeNotebook([PARENT]);
+    const ins = insert('r1', 1, 0, 'code');
+    (ins as any).cell.outputs = hostile;
+    applyMessage(nb, ins);
+    applyMessage(nb, { ...outputs('r1', 1, 'c0', 1), outputs: hostile } as any);
+    const stored = (nb.rows[1].outputs ?? []) as any[];
+    const mimes = stored.flatMap(o => Object.keys(o.data ?? {}));
+    expect(mimes.sort()).toEqual(['image/png', 'text/plain', 'text/plain']);
+    expect(JSON.stringify(stored)).not.toContain('isolated');
+    const safe = safeOutputs(hostile as any);
+    expect(safe.map(o => Object.keys((o as any).data ?? {}))).toEqual([['text/plain'], ['text/plain'], ['image/png'], []]);
+    expect((safe[1] as any).data['text/plain']).toContain('application/vnd.jupyter.widget-view+json');
+    expect((safe[2] as any).metadata).toEqual({ 'image/png': { width: 3 } });
+    expect(safe[3]).toEqual(hostile[3]);
   });
 
   test('helpers', () => {

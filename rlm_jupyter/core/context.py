@@ -9,6 +9,7 @@ objects the REPL environment can hold.
 from __future__ import annotations
 
 import pathlib
+import pickle
 from typing import Any
 
 
@@ -118,3 +119,21 @@ def render_context_info(info: dict) -> str:
     if "columns" in info:
         parts.append(f"with {info['n_rows']:,} rows and columns {info['columns']}")
     return " ".join(parts) + "."
+
+
+def check_picklable(context: Any) -> None:
+    """Check that ``context`` can be sent to the REPL environment (pickle protocol 5; str and
+    bytes are sent as they are).
+
+    Raises:
+        ContextError: it cannot be pickled (one line naming its type and the pickling error).
+    """
+    if isinstance(context, (str, bytes, bytearray)):
+        return
+    try:
+        pickle.dumps(context, protocol=5)
+    except Exception as exc:
+        raise ContextError(
+            f"the context ({type(context).__name__}) cannot be pickled to send it to the REPL environment: "
+            f"{type(exc).__name__}: {exc}. Convert it to a str, list or dict first."
+        ) from None

@@ -38,6 +38,9 @@ class Usage:
         seconds: wall time of the call(s), seconds.
         calls: number of LM calls summed.
         cost_known: False if any summed call had no price in litellm's map.
+        cache_hits: calls served from the LM cache (they cost 0 USD; their tokens are the
+            recorded reply's).
+        cached_seconds: wall time of those cache hits, seconds (not in ``seconds``).
     """
 
     input_tokens: int = 0
@@ -46,6 +49,8 @@ class Usage:
     seconds: float = 0.0
     calls: int = 0
     cost_known: bool = True
+    cache_hits: int = 0
+    cached_seconds: float = 0.0
 
     @property
     def total_tokens(self) -> int:
@@ -58,6 +63,8 @@ class Usage:
         self.seconds += other.seconds
         self.calls += other.calls
         self.cost_known = self.cost_known and other.cost_known
+        self.cache_hits += other.cache_hits
+        self.cached_seconds += other.cached_seconds
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -3,8 +3,9 @@
 An :class:`RLMNode` is one RLM: a root LM talking to one REPL environment. It never shows
 the context to the LM: the LM gets a description of it, writes code, sees the (truncated)
 output, and answers with ``FINAL``/``FINAL_VAR``. Sub-calls made by that code arrive through
-the environment's channel and are served here: ``llm_query`` is one LM call, ``rlm_query``
-starts a child :class:`RLMNode` with its own environment while depth allows.
+the environment's channel and are served by :class:`~.subcalls.SubCallServer` (a base of
+:class:`RLMNode`): ``llm_query`` is one LM call, ``rlm_query`` starts a child :class:`RLMNode`
+with its own environment while depth allows.
 
 This module knows nothing of Jupyter UI: it reports everything as events on the run's
 :class:`~rlm_jupyter.core.events.EventBus`.
@@ -16,9 +17,12 @@ import asyncio
 import dataclasses
 import itertools
 import traceback
+from collections import deque
 from typing import Any, Callable
 
 from . import events as ev
+from . import gate as gt
+from . import tools as tl
 from .context import ContextError, describe_context, normalize_context
 from .limits import Budget, LimitExceeded
 from .parsing import parse_reply
@@ -31,19 +35,8 @@ from .prompts import (
     turn_message,
 )
 from .protocols import LM, REPLEnvironment
-
-TRUNCATION_MARKER = "\n... [{n:,} characters truncated] ...\n"
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut ``text`` to about ``limit`` characters, keeping its head and tail with a marker
-    saying how many characters were cut."""
-    if len(text) <= limit:
-        return text
-    head = limit * 2 // 3
-    tail = limit - head
-    return text[:head] + TRUNCATION_MARKER.format(n=len(text) - head - tail) + text[len(text) - tail :]
-
+from .subcalls import SubCallServer
+from .text import TRUNCATION_MARKER, truncate  # noqa: F401 (used by the loop; public here)
 
 @dataclasses.dataclass
 class RunSettings:
@@ -61,6 +54,18 @@ class RunSettings:
             reply repeated twice after the first).
         subcalls: False for the paper's "RLM without sub-calls" ablation: the prompt omits
             them and every sub-call request fails with a message.
+        allowed_models: more model ids the model's code may name in ``llm_query(model=...)``
+            besides ``model`` and ``sub_model`` (any other id is refused before an LM call).
+        run_info: extra fields of the root's ``run_started`` event (e.g. ``forked_from``, see
+            :func:`rlm_jupyter.core.fork.fork`).
+        stream: stream root replies: the LM gets ``on_delta`` and each piece becomes a
+            ``root_delta`` event.
+        tools: host tools of the run, ``{name: ToolSpec}`` (:mod:`.tools`): described to every
+            node's root LM, called from the REPL with op ``tool``, run in this process.
+        answer_validator: ``None``, or ``validator(text) -> (value, error)`` checking the
+            root's final answer (typed answers, ``rlm_jupyter.answers``): ``error`` (str) refuses
+            it, the model is told and the run goes on. answer_format: what the root's system
+            prompt says about the answer's form (the schema).
     """
 
     model: str
@@ -74,6 +79,16 @@ class RunSettings:
     sub_window_tokens: int | None = None
     repeat_limit: int = 3
     subcalls: bool = True
+    allowed_models: list = dataclasses.field(default_factory=list)
+    run_info: dict = dataclasses.field(default_factory=dict)
+    stream: bool = False
+    tools: dict = dataclasses.field(default_factory=dict)
+    answer_validator: Callable[[str], tuple[Any, str | None]] | None = None
+    answer_format: str = ""
+
+    def models(self) -> list[str]:
+        """The model ids sub-calls may use: the sub-model, the root model, ``allowed_models``."""
+        return list(dict.fromkeys([self.sub_model, self.model, *self.allowed_models]))
 
 
 @dataclasses.dataclass
@@ -102,6 +117,14 @@ class RunTree:
         env_factory: ``env_factory(node) -> REPLEnvironment`` (a new, unstarted environment).
         bus: the run's event bus.
         budget: the run's tree-wide budget.
+
+    Attributes (hooks for stepping and follow-ups, see :mod:`.gate` and ``rlm_jupyter.session``):
+        gate: ``None``, or ``async gate(node, iteration, block, code) -> Decision`` awaited
+            before each root (depth 0) code block.
+        say: messages from the user (str), taken into the root's next user message.
+        preamble: text put before the root's first user message (what earlier runs found).
+        root_context_info: the context description given to the root instead of one computed
+            from its context (a follow-up in a kept environment).
     """
 
     def __init__(
@@ -121,9 +144,13 @@ class RunTree:
         self.environments: list[REPLEnvironment] = []
         # keep the root's REPL environment alive after the run (to explore or re-run its cells)
         self.keep_root_environment = False
+        self.gate: gt.Gate | None = None
+        self.say: deque[str] = deque()
+        self.preamble = ""
+        self.root_context_info: dict | None = None
 
 
-class RLMNode:
+class RLMNode(SubCallServer):
     """One RLM in the tree (the root, or a child started by ``rlm_query``)."""
 
     def __init__(self, tree: RunTree, node_id: str = "0", parent_id: str | None = None, depth: int = 0) -> None:
@@ -148,7 +175,7 @@ class RLMNode:
         s = self.tree.settings
         limits = self.tree.budget.limits
         context = normalize_context(context)
-        info = describe_context(context)
+        info = self.tree.root_context_info if self.depth == 0 and self.tree.root_context_info else describe_context(context)
         self.emit(
             ev.RUN_STARTED,
             query=query,
@@ -157,6 +184,11 @@ class RLMNode:
             sub_model=s.sub_model,
             limits=dataclasses.asdict(limits),
             prompt_style=s.prompt_style,
+            max_output_chars=s.max_output_chars,
+            sub_window_tokens=s.sub_window_tokens,
+            subcalls=s.subcalls,
+            allowed_models=list(s.allowed_models),
+            **(s.run_info if self.depth == 0 else {}),
         )
         result = NodeResult(None, "error", "not started")
         keep = False
@@ -207,14 +239,21 @@ class RLMNode:
             budget.limits.max_depth,
             self.depth,
             s.subcalls,
+            s.models(),
+            query=query,
+            tools=tl.prompt_lines(s.tools),
+            answer_format=s.answer_format if self.depth == 0 else "",
         )
-        messages = initial_messages(s.prompt_style, system, query, info)
+        messages = initial_messages(s.prompt_style, system, query, info, subcalls=s.subcalls)
         pending = messages.pop()["content"]  # the first user message gets the turn line
+        if self.depth == 0 and self.tree.preamble:
+            pending = f"{self.tree.preamble}\n\n{pending}"
         last_text, repeats = None, 0
         for it in range(1, max_it + 1):
             budget.check()
             self.emit(ev.ITERATION_STARTED, iteration=it, max_iterations=max_it)
-            messages.append({"role": "user", "content": f"{pending}\n\n{turn_message(s.prompt_style, it, max_it)}"})
+            pending = gt.with_user_messages(self, pending, it)
+            messages.append({"role": "user", "content": f"{pending}\n\n{turn_message(s.prompt_style, it, max_it, query, s.subcalls)}"})
             reply = await self._root_call(messages, it)
             messages.append({"role": "assistant", "content": reply})
             repeats = repeats + 1 if reply == last_text else 1
@@ -228,7 +267,15 @@ class RLMNode:
             notes: list[str] = []
             repl_answer = None
             for b, code in enumerate(parsed.code_blocks):
-                self.emit(ev.CODE_STARTED, iteration=it, block=b, code=code)
+                decision = await gt.decide(self, it, b, code)
+                if decision.action == "skip":
+                    self.emit(ev.CODE_STARTED, iteration=it, block=b, code=code)
+                    outputs.append(gt.SKIPPED_OUTPUT)
+                    self.emit(ev.CODE_FINISHED, iteration=it, block=b, outputs=[], text="", status="skipped", seconds=0.0, execution_count=None)
+                    continue
+                edited = decision.action == "edit" and decision.code != code
+                original, code = (code, decision.code) if edited else (None, code)
+                self.emit(ev.CODE_STARTED, iteration=it, block=b, code=code, **({"original_code": original} if edited else {}))
                 timeout = s.block_timeout
                 remaining = budget.remaining_seconds()
                 if remaining is not None:
@@ -238,7 +285,7 @@ class RLMNode:
                 if res.notice:
                     shown = f"{shown.rstrip()}\n[{res.notice}]" if shown.strip() else f"[{res.notice}]"
                     self.emit(ev.NOTICE, message=res.notice, iteration=it)
-                outputs.append(shown)
+                outputs.append(gt.EDITED_NOTE.format(code=code) + "\n" + shown if edited else shown)
                 self.emit(
                     ev.CODE_FINISHED,
                     iteration=it,
@@ -252,21 +299,23 @@ class RLMNode:
                 if res.answer is not None:
                     repl_answer = res.answer
                 budget.check()
-            if repl_answer is not None:
-                return self._final(repl_answer, "answer", it)
+            if repl_answer is not None and (done := self._final(repl_answer, "answer", it, notes)):
+                return done
             final = parsed.final
             if final is not None and final.kind == "FINAL_VAR":
                 text = await self.env.variable_text(final.value) if final.value.isidentifier() else None
-                if text is not None:
-                    return self._final(text, "FINAL_VAR", it)
-                notes.append(
-                    f"FINAL_VAR({final.value}) failed: there is no REPL variable named {final.value!r}, "
-                    "or its value could not be read."
-                )
+                if text is not None and (done := self._final(text, "FINAL_VAR", it, notes)):
+                    return done
+                if text is None:
+                    notes.append(
+                        f"FINAL_VAR({final.value}) failed: there is no REPL variable named {final.value!r}, "
+                        "or its value could not be read."
+                    )
             elif final is not None and not final.value.strip():
                 notes.append("Your FINAL(...) was empty (cut off?). Give the answer inside FINAL(...).")
             elif final is not None and not parsed.code_blocks:
-                return self._final(final.value, "FINAL", it)
+                if done := self._final(final.value, "FINAL", it, notes):
+                    return done
             elif final is not None:
                 notes.append(
                     "Your FINAL(...) was ignored: it came in the same reply as code whose output you had not "
@@ -279,6 +328,7 @@ class RLMNode:
 
     async def _forced_final(self, messages: list[dict], pending: str, max_it: int) -> NodeResult:
         self.tree.budget.check()
+        pending = gt.with_user_messages(self, pending, max_it + 1)
         messages.append({"role": "user", "content": f"{pending}\n\n{FORCED_FINAL_MESSAGE}"})
         kwargs = {k: v for k, v in self.tree.settings.root_kwargs.items() if k != "rlm_grammar"}
         reply = await self._root_call(messages, max_it + 1, **kwargs)
@@ -292,94 +342,30 @@ class RLMNode:
         self.emit(ev.FINAL, answer=answer, source="forced", iteration=max_it + 1)
         return NodeResult(answer, "max_iterations", f"no FINAL within {max_it} iterations; answer forced", max_it)
 
-    def _final(self, answer: str, source: str, it: int) -> NodeResult:
+    def _final(self, answer: str, source: str, it: int, notes: list[str] | None = None) -> NodeResult | None:
+        """The node's result for ``answer``; ``None`` if the run's answer validator refuses it
+        (root only): then why goes into ``notes`` (the model's next message) and a notice."""
+        check = self.tree.settings.answer_validator
+        if check is not None and self.depth == 0:
+            error = check(answer)[1]
+            if error is not None:
+                self.emit(ev.NOTICE, message=f"answer refused: {error}", iteration=it)
+                (notes if notes is not None else []).append(error)
+                return None
         self.emit(ev.FINAL, answer=answer, source=source, iteration=it)
         return NodeResult(answer, "done", "", it)
 
     async def _root_call(self, messages: list[dict], iteration: int, **override: Any) -> str:
         s = self.tree.settings
-        kwargs = override or s.root_kwargs
+        kwargs = dict(override or s.root_kwargs)
+        if s.stream:
+
+            def on_delta(piece: str | None) -> None:
+                self.emit(ev.ROOT_DELTA, iteration=iteration, text=piece or "", reset=piece is None)
+
+            kwargs["on_delta"] = on_delta
         reply = await self.tree.lm.acomplete(s.model, list(messages), **kwargs)
         self.tree.budget.record(reply.usage, root=self.depth == 0)
         self.emit(ev.ROOT_REPLY, iteration=iteration, text=reply.text, usage=reply.usage.to_dict())
         return reply.text
-
-    # -- sub-calls ----------------------------------------------------------------------
-    async def handle_subcall(self, op: str, payload: dict) -> Any:
-        """Serve a request from this node's REPL environment (see ``kernel_side``)."""
-        if not self.tree.settings.subcalls:
-            raise RuntimeError("sub-calls are disabled in this run; work with code alone")
-        if op == "llm_query":
-            self.tree.budget.reserve_subcalls(1)
-            return await self._llm_query(payload.get("prompt", ""), payload.get("model"), None, raise_errors=True)
-        if op == "llm_query_batched":
-            prompts = list(payload.get("prompts") or [])
-            self.tree.budget.reserve_subcalls(len(prompts))
-            batch = f"{self.node_id}.b{next(self._batch_ids)}"
-            return list(
-                await asyncio.gather(*(self._llm_query(p, payload.get("model"), batch, raise_errors=False) for p in prompts))
-            )
-        if op == "rlm_query":
-            self.tree.budget.reserve_subcalls(1)
-            return await self._rlm_query(payload.get("prompt", ""), payload.get("context"))
-        raise ValueError(f"unknown sub-call operation {op!r}")
-
-    async def _llm_query(self, prompt: str, model: str | None, batch: str | None, raise_errors: bool) -> str:
-        s = self.tree.settings
-        model = model or s.sub_model
-        sid = f"{self.node_id}.s{next(self._sub_ids)}"
-        emit = self.tree.bus.emit
-        emit(ev.SUBCALL_STARTED, sid, self.node_id, self.depth + 1, op="llm_query", model=model, prompt=prompt, batch=batch)
-        try:
-            self.tree.budget.check()
-            self._check_window(model, prompt)
-            async with self.tree.semaphore:
-                reply = await self.tree.lm.acomplete(model, [{"role": "user", "content": prompt}], **s.sub_kwargs)
-        except (asyncio.CancelledError, LimitExceeded):
-            emit(ev.SUBCALL_FINISHED, sid, self.node_id, self.depth + 1, answer=None, usage=None, error="stopped", cached=False)
-            raise
-        except Exception as exc:
-            emit(ev.SUBCALL_FINISHED, sid, self.node_id, self.depth + 1, answer=None, usage=None, error=str(exc), cached=False)
-            if raise_errors:
-                raise
-            return f"[sub-call error] {exc}"
-        self.tree.budget.record(reply.usage)
-        emit(
-            ev.SUBCALL_FINISHED,
-            sid,
-            self.node_id,
-            self.depth + 1,
-            answer=reply.text,
-            usage=reply.usage.to_dict(),
-            error=None,
-            cached=reply.cached,
-        )
-        return reply.text
-
-    def _check_window(self, model: str, prompt: str) -> None:
-        """Raise ``ValueError`` if ``prompt`` cannot fit the sub-model's input window.
-
-        Tokens are counted (litellm's tokenizer for the model) only when the prompt has more
-        than 2 characters per window token, so ordinary prompts cost nothing here.
-        """
-        window = self.tree.settings.sub_window_tokens
-        if not window or model != self.tree.settings.sub_model or len(prompt) <= window * 2:
-            return
-        tokens = self.tree.lm.count_tokens(model, prompt)
-        if tokens > window:
-            raise ValueError(
-                f"the prompt has {tokens:,} tokens ({len(prompt):,} characters) but the sub-model {model} "
-                f"takes at most {window:,}; send a smaller slice"
-            )
-
-    async def _rlm_query(self, prompt: str, context: Any) -> str:
-        limits = self.tree.budget.limits
-        if self.depth + 1 >= limits.max_depth:
-            return await self._llm_query(prompt if context is None else f"{prompt}\n\n{context}", None, None, True)
-        cid = f"{self.node_id}.c{next(self._child_ids)}"
-        child = RLMNode(self.tree, cid, self.node_id, self.depth + 1)
-        res = await child.run(prompt, prompt if context is None else context)
-        if res.answer is None:
-            raise RuntimeError(f"child RLM {cid} ended without an answer ({res.status}: {res.message})")
-        return res.answer
 

@@ -13,6 +13,7 @@ Two styles:
 from __future__ import annotations
 
 from .context import render_context_info
+from .examples import FIRST_TURN, NEXT_TURN, SMALL_STEP, example_for, helpers_doc, task_shape
 
 SUBCALL_TOOLS = """\
 - `llm_query(prompt: str, model: str | None = None) -> str`: ask a sub-LM a question about \
@@ -22,7 +23,7 @@ text you pass in the prompt. It sees nothing but that prompt, so put the relevan
 sub-calls at once, run concurrently; much faster than a loop of `llm_query`.
 - `rlm_query(prompt: str, context=None) -> str`: a recursive call to a fresh RLM with its own \
 REPL{depth_note}.
-"""
+{models_note}"""
 
 SUBCALL_STRATEGY = (
     "split it into chunks of a few tens of thousands of characters and use `llm_query_batched` "
@@ -39,7 +40,7 @@ see only what your code prints. Work step by step, one reply per turn.
 
 In the REPL you have:
 - `context`: the data (see its description below).
-{subcall_tools}- `FINAL_VAR(name)`: mark a REPL variable as the final answer; `SHOW_VARS()`: list variables.
+{subcall_tools}{helpers}- `FINAL_VAR(name)`: mark a REPL variable as the final answer; `SHOW_VARS()`: list variables.
 - Any Python library installed in the kernel; variables persist between turns.
 
 Write code in ```repl fenced blocks; they run in order and you see their printed output (and \
@@ -49,16 +50,16 @@ string methods or `re`; {subcall_strategy}keep intermediate results in variables
 
 When you are done, and only from outputs you have actually seen, answer outside any code \
 block with FINAL(your answer) or, for a long answer stored in a variable, FINAL_VAR(variable_name). \
-Do not write FINAL in the same reply as code whose output you have not seen yet."""
+Do not write FINAL in the same reply as code whose output you have not seen yet. FINAL or \
+FINAL_VAR called inside a code block counts only if that block runs without an error."""
 
 SMALL_SYSTEM = """\
 You answer questions about a large text stored in the Python variable `context` ({info}). \
 You cannot read `context` yourself. Each reply is exactly ONE of:
-1. one ```repl code block that searches `context` for the exact words of the question and \
-prints the lines it finds, or
+1. one ```repl code block that {step}, or
 2. FINAL(answer) when the printed output contains the answer.
-Answer only from printed REPL output. Never guess. Never change `context`. \
-{subcalls}"""
+Answer only from printed REPL output. Never guess. Never change `context`.
+{helpers}"""
 
 SMALL_SUBCALLS = "`llm_query(prompt)` asks a helper model about a text you pass to it."
 
@@ -90,6 +91,10 @@ def system_prompt(
     max_depth: int,
     depth: int,
     subcalls: bool = True,
+    models: list[str] | None = None,
+    query: str = "",
+    tools: str = "",
+    answer_format: str = "",
 ) -> str:
     """The root LM's system message.
 
@@ -100,15 +105,23 @@ def system_prompt(
         sub_window_chars: approximate characters a sub-call prompt may hold.
         max_depth: the run's recursion limit; depth: this node's depth.
         subcalls: False for the paper's "no sub-calls" ablation (the prompt omits them).
+        models: the model ids ``llm_query(model=...)`` accepts (the first is the default);
+            listed in the prompt when there is more than one.
+        query: the query (small style: picks the task shape, see :mod:`.examples`).
+        tools: lines describing the run's host tools (:func:`.tools.prompt_lines`), listed with
+            the REPL's helpers; answer_format: a paragraph on the answer's required form (typed
+            answers, :func:`answer_format_text`), appended.
 
     Raises:
         ValueError: unknown style.
     """
+    extra = f"\n\n{answer_format.strip()}" if answer_format.strip() else ""
     if style == "small":
         return SMALL_SYSTEM.format(
             info=render_context_info(context_info).rstrip(".").replace("Your context is ", ""),
-            subcalls=SMALL_SUBCALLS if subcalls else "",
-        )
+            step=SMALL_STEP[small_shape(query, subcalls)],
+            helpers=helpers_doc("small", subcalls) + (f"\n{tools}" if tools else ""),
+        ) + extra
     if style != "standard":
         raise ValueError(f"unknown prompt style {style!r}; use 'standard' or 'small'")
     depth_note = (
@@ -116,19 +129,35 @@ def system_prompt(
         if depth + 1 < max_depth
         else " (at this depth it behaves like llm_query)"
     )
-    tools = SUBCALL_TOOLS.format(sub_window_chars=sub_window_chars, depth_note=depth_note) if subcalls else NO_SUBCALL_TOOLS
+    models_note = ""
+    if models and len(models) > 1:
+        models_note = f"  `model` may be one of {', '.join(repr(m) for m in models)} (default the first); no other.\n"
+    subcall_tools = (
+        SUBCALL_TOOLS.format(sub_window_chars=sub_window_chars, depth_note=depth_note, models_note=models_note)
+        if subcalls
+        else NO_SUBCALL_TOOLS
+    )
     return STANDARD_SYSTEM.format(
-        subcall_tools=tools,
+        subcall_tools=subcall_tools,
+        helpers=helpers_doc("standard", subcalls) + tools,
         max_output_chars=max_output_chars,
         subcall_strategy=SUBCALL_STRATEGY if subcalls else "",
-    )
+    ) + extra
 
 
-def initial_messages(style: str, system: str, query: str, context_info: dict) -> list[dict]:
-    """System message, the worked example (small style), and the first user message."""
+def small_shape(query: str, subcalls: bool = True) -> str:
+    """The task shape of ``query`` for the small style (:func:`.examples.task_shape`); without
+    sub-calls, counting and pairs fall back to the look-up example (they need ``llm_classify``)."""
+    shape = task_shape(query)
+    return "lookup" if not subcalls and shape in ("count", "pairs") else shape
+
+
+def initial_messages(style: str, system: str, query: str, context_info: dict, subcalls: bool = True) -> list[dict]:
+    """System message, the worked example for the query's task shape (small style), and the
+    first user message."""
     msgs: list[dict] = [{"role": "system", "content": system}]
     if style == "small":
-        msgs.extend(SMALL_EXAMPLE)
+        msgs.extend(example_for(small_shape(query, subcalls), SMALL_EXAMPLE))
         msgs.append({"role": "user", "content": f"Question: {query}"})
     else:
         msgs.append(
@@ -140,12 +169,12 @@ def initial_messages(style: str, system: str, query: str, context_info: dict) ->
     return msgs
 
 
-def turn_message(style: str, iteration: int, max_iterations: int) -> str:
-    """The "Turn i/N" line that ends each user message (paper's per-turn prompt)."""
+def turn_message(style: str, iteration: int, max_iterations: int, query: str = "", subcalls: bool = True) -> str:
+    """The "Turn i/N" line that ends each user message (paper's per-turn prompt); small style:
+    worded for the task shape of ``query``."""
     if style == "small":
-        if iteration == 1:
-            return f"Turn {iteration}/{max_iterations}: search `context` for the question's exact words."
-        return f"Turn {iteration}/{max_iterations}: answer with FINAL(answer) if the output answers the question, else search again."
+        shape = small_shape(query, subcalls)
+        return f"Turn {iteration}/{max_iterations}: {(FIRST_TURN if iteration == 1 else NEXT_TURN)[shape]}"
     if iteration == 1:
         return (
             f"Turn {iteration}/{max_iterations}: you have not looked at `context` yet. "
@@ -162,6 +191,21 @@ def feedback_message(outputs: list[str], notes: list[str]) -> str:
         parts.append(f"{label}:\n```\n{text.rstrip() or '(no output)'}\n```")
     parts.extend(notes)
     return "\n\n".join(parts)
+
+
+ANSWER_FORMAT = """\
+Answer format: the final answer must be JSON matching this JSON schema:
+```json
+{schema}
+```
+Build it in the REPL as a dict (or list) of plain values (str, int, float, bool, None, list, \
+dict) and answer with FINAL_VAR(variable_name), or write the JSON itself in FINAL(...). An \
+answer that does not match is refused: you are told what is wrong and can fix it."""
+
+
+def answer_format_text(schema_json: str) -> str:
+    """The system prompt's paragraph on a typed answer: ``schema_json`` is the JSON schema's text."""
+    return ANSWER_FORMAT.format(schema=schema_json)
 
 
 NO_CODE_MESSAGE = (

@@ -1,4 +1,5 @@
-"""Live counters of a run, folded from its events (shared by the notebook view and the CLI)."""
+"""Live counters of a run, folded from its events, and the one status line of a run (shared by
+the notebook view, its static rendering and the CLI)."""
 
 from __future__ import annotations
 
@@ -59,11 +60,21 @@ class RunStats:
                 self.answer = d.get("answer")
 
     def line(self) -> str:
-        """One line: status, iteration i/N, tokens, USD, sub-calls, elapsed seconds."""
-        u = self.usage
-        usd = f"${u.usd:.4f}" if u.cost_known else f"${u.usd:.4f}+ (some prices unknown)"
+        """The status line: status, iteration i/N, elapsed seconds, input/output tokens, USD
+        (``+``: some prices unknown), sub-calls (and how many run), root / sub-model ids."""
+        running = f" ({self.subcalls_running} running)" if self.subcalls_running and self.status == "running" else ""
         return (
-            f"RLM {self.status} · iteration {self.iteration}/{self.max_iterations} · "
-            f"{u.input_tokens:,} in / {u.output_tokens:,} out tokens · {usd} · "
-            f"{self.subcalls} sub-calls · {self.elapsed:.1f} s"
+            f"RLM {self.status} · iteration {self.iteration}/{self.max_iterations} · {self.elapsed:.1f} s · "
+            f"{fmt_tokens(self.usage)} · {fmt_usd(self.usage)} · {self.subcalls} sub-calls{running} · "
+            f"models {self.model} / {self.sub_model}"
         )
+
+
+def fmt_tokens(u: Usage) -> str:
+    """``"1,234 in / 56 out tokens"``."""
+    return f"{u.input_tokens:,} in / {u.output_tokens:,} out tokens"
+
+
+def fmt_usd(u: Usage) -> str:
+    """``"$0.0123"`` (``+`` when part of the cost is unknown: a model without a price)."""
+    return f"${u.usd:.4f}" if u.cost_known else f"${u.usd:.4f}+"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Any, Iterable
+from typing import Iterable
 
 from . import events as ev
 from .limits import Usage
@@ -20,8 +20,10 @@ class CodeCell:
 
     Attributes:
         code: source; outputs: nbformat v4 output dicts; text: their plain text (untruncated);
-        status: ``ok``/``error``/``timeout``/``died``/``running``; seconds: wall time;
-        execution_count: the environment kernel's counter.
+        status: ``ok``/``error``/``timeout``/``died``/``running``/``skipped`` (the user
+        skipped it in step mode); seconds: wall time; execution_count: the environment
+        kernel's counter; original_code: the model's code when the user edited it before it
+        ran (``code`` is what ran), else ``None``.
     """
 
     code: str
@@ -30,14 +32,17 @@ class CodeCell:
     status: str = "running"
     seconds: float = 0.0
     execution_count: int | None = None
+    original_code: str | None = None
 
 
 @dataclasses.dataclass
 class SubCall:
-    """One ``llm_query`` (or one prompt of ``llm_query_batched``).
+    """One ``llm_query`` (or one prompt of ``llm_query_batched``, an ``rlm_query`` at the
+    depth limit, or a host tool call).
 
     Attributes:
-        node_id, parent_id, depth: position in the tree; model; prompt; answer;
+        node_id, parent_id, depth: position in the tree; model (for ``op == "tool"``: the
+        tool's name); prompt; answer; op: ``llm_query`` | ``rlm_query`` | ``tool``;
         error (str or None); usage; batch: batch id shared by prompts of one batched call;
         iteration: the parent's root iteration it was made in; t_start/t_end: seconds since start.
     """
@@ -55,6 +60,7 @@ class SubCall:
     cached: bool = False
     t_start: float = 0.0
     t_end: float | None = None
+    op: str = "llm_query"
 
 
 @dataclasses.dataclass
@@ -136,9 +142,59 @@ class Trajectory:
             total.add(sc.usage)
         return total
 
+    # -- aggregations (what the views show per iteration / per child) -------------------
+    def subcall_ops(self) -> dict[str, str]:
+        """Sub-call id → its operation: ``llm_query`` (also each prompt of
+        ``llm_query_batched``), ``rlm_query`` (at the depth limit it is one sub-call) or ``tool``."""
+        return {sid: sc.op for sid, sc in self.subcalls.items()}
+
+    def descendant_usage(self, node_id: str) -> Usage:
+        """Usage (tokens, USD, LM seconds, calls) of node ``node_id`` and everything below it:
+        its iterations' root calls, its children's, and every sub-call in that subtree."""
+        total = Usage()
+        prefix = node_id + "."
+        for nid, node in self.nodes.items():
+            if nid == node_id or nid.startswith(prefix):
+                for it in node.iterations:
+                    total.add(it.usage)
+        for sid, sc in self.subcalls.items():
+            if sid.startswith(prefix):
+                total.add(sc.usage)
+        return total
+
+    def iteration_usage(self, it: Iteration) -> Usage:
+        """Usage of one iteration: its root call, its sub-calls and its child RLMs (whole subtrees)."""
+        total = Usage()
+        total.add(it.usage)
+        for sc in it.subcalls:
+            total.add(sc.usage)
+        for cid in it.children:
+            total.add(self.descendant_usage(cid))
+        return total
+
+    def iteration_times(self, node_id: str) -> dict[int, tuple[float, float | None]]:
+        """Iteration index → ``(start, end)`` in seconds since the run started, for node
+        ``node_id`` (end ``None`` while the iteration runs); ``{}`` for an unknown node."""
+        times: dict[int, list] = {}
+        last = None
+        for e in self.events:
+            if e.node_id != node_id:
+                continue
+            if e.kind == ev.ITERATION_STARTED:
+                if last is not None and times[last][1] is None:
+                    times[last][1] = e.t
+                last = e.data.get("iteration")
+                times[last] = [e.t, None]
+            elif e.kind in (ev.FINAL, ev.RUN_FINISHED) and last is not None and times[last][1] is None:
+                times[last][1] = e.t
+        return {k: (v[0], v[1]) for k, v in times.items()}
+
     # -- the fold -----------------------------------------------------------------------
     def apply(self, e: ev.Event) -> None:
-        """Update the trajectory with one event (the recorder's subscriber callback)."""
+        """Update the trajectory with one event (the recorder's subscriber callback).
+        ``root_delta`` events (pieces of a streamed reply) are transient: not kept."""
+        if e.kind == ev.ROOT_DELTA:
+            return
         self.events.append(e)
         d = e.data
         k = e.kind
@@ -164,7 +220,8 @@ class Trajectory:
             it.reply = d.get("text", "")
             it.usage = Usage.from_dict(d.get("usage"))
         elif k == ev.CODE_STARTED:
-            self._iteration(node, d.get("iteration")).cells.append(CodeCell(d.get("code", "")))
+            cell = CodeCell(d.get("code", ""), original_code=d.get("original_code"))
+            self._iteration(node, d.get("iteration")).cells.append(cell)
         elif k == ev.CODE_FINISHED:
             it = self._iteration(node, d.get("iteration"))
             if it.cells:
@@ -176,6 +233,8 @@ class Trajectory:
                 cell.execution_count = d.get("execution_count")
         elif k == ev.NOTICE and node.iterations:
             node.iterations[-1].notices.append(d.get("message", ""))
+        elif k == ev.USER_MESSAGE and node.iterations:
+            node.iterations[-1].notices.append("message from the user: " + str(d.get("text", "")))
         elif k == ev.FINAL:
             node.answer = d.get("answer")
             node.answer_source = d.get("source")
@@ -198,6 +257,7 @@ class Trajectory:
             sc = SubCall(
                 e.node_id, e.parent_id or "", e.depth, d.get("model", ""), d.get("prompt", ""),
                 batch=d.get("batch"), iteration=it.index if it else None, t_start=e.t,
+                op=d.get("op") or "llm_query",
             )
             self.subcalls[e.node_id] = sc
             if it is not None:
@@ -224,6 +284,7 @@ class Trajectory:
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event]) -> "Trajectory":
+        """A trajectory folded from ``events`` (in emission order), as a live run builds it."""
         traj = cls()
         for e in events:
             traj.apply(e)
@@ -246,69 +307,3 @@ def load_jsonl(path: str | pathlib.Path) -> Trajectory:
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"{path}:{n}: {exc}") from None
     return Trajectory.from_events(events)
-
-
-@dataclasses.dataclass
-class RLMResult:
-    """What a run returns.
-
-    Attributes:
-        answer: the final answer text (``None`` if the run stopped without one).
-        status: ``done`` | ``max_iterations`` | ``repeated`` | ``limit`` | ``error`` | ``stopped``.
-        message: why the run ended, for statuses other than ``done``.
-        trajectory: the full :class:`Trajectory`.
-        usage: totals over the whole call tree (tokens, USD, seconds of LM time, calls).
-        wall_seconds: wall time of the run.
-        environment: with ``RLM(keep_environment=True)``, the run's live REPL environment
-            (``.execute(code)``, ``.close()``); else ``None``.
-    """
-
-    answer: str | None
-    status: str
-    message: str
-    trajectory: Trajectory
-    usage: Usage
-    wall_seconds: float
-    environment: Any = None
-
-    def close(self) -> None:
-        """Shut down the kept REPL environment, if any."""
-        if self.environment is not None:
-            self.environment.close()
-
-    @property
-    def run_id(self) -> str:
-        return self.trajectory.run_id
-
-    def to_jsonl(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Save the event stream as JSONL (see :func:`load_jsonl`)."""
-        return self.trajectory.to_jsonl(path)
-
-    def to_notebook(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Save the trajectory as a Jupyter notebook (.ipynb, nbformat v4): the root LM's
-        code as code cells with their real outputs, its prose as markdown, sub-calls
-        summarised."""
-        from ..jupyter.notebook import write_notebook
-
-        return write_notebook(self.trajectory, path)
-
-    def save(self, path: str | pathlib.Path) -> pathlib.Path:
-        """Save as ``.ipynb`` or ``.jsonl`` according to the suffix.
-
-        Raises:
-            ValueError: another suffix.
-        """
-        suffix = pathlib.Path(path).suffix.lower()
-        if suffix == ".ipynb":
-            return self.to_notebook(path)
-        if suffix == ".jsonl":
-            return self.to_jsonl(path)
-        raise ValueError(f"cannot save a run as {suffix!r}: use .ipynb or .jsonl")
-
-    def __repr__(self) -> str:
-        u = self.usage
-        ans = (self.answer or "")[:60]
-        return (
-            f"RLMResult(status={self.status!r}, answer={ans!r}, iterations={len(self.trajectory.iterations)}, "
-            f"tokens={u.total_tokens}, usd={u.usd:.4f}, wall_seconds={self.wall_seconds:.1f})"
-        )

@@ -2,14 +2,21 @@
 
 It defines what the root LM's code can call: ``context``, ``llm_query``,
 ``llm_query_batched``, ``rlm_query``, ``FINAL``, ``FINAL_VAR`` and ``SHOW_VARS``. Sub-calls
-travel to the parent process over one Unix socket that the parent owns (newline-delimited
-JSON, each request carrying the parent's random token). Each thread of model code gets its
-own connection, so ``llm_query`` is safe to call from several threads. Provider keys never
-enter the kernel: the parent makes every LM call.
+travel to the parent process over one socket that the parent owns (newline-delimited JSON).
+Each thread of model code gets its own connection, so ``llm_query`` is safe to call from
+several threads. Provider keys never enter the kernel: the parent makes every LM call.
 
 Wire format (one JSON object per line):
-    request  ``{"token": str, "id": int, "op": "llm_query"|"llm_query_batched"|"rlm_query", ...}``
+    handshake, first line of a connection (at most 4 KiB) ``{"token": str}``
+    request  ``{"id": int, "op": "llm_query"|"llm_query_batched"|"rlm_query", ...}``
     response ``{"id": int, "ok": bool, "result": ..., "error": str}``
+
+A wait for a reply that is interrupted (the block timeout's ``KeyboardInterrupt``) closes the
+connection: the parent then cancels the call, and no late reply can reach a later request.
+
+After every cell, the ``post_run_cell`` hook :func:`_after_cell` restores deleted helpers,
+checks ``context`` and takes the answer set by ``FINAL``/``FINAL_VAR`` during that cell
+(dropped if the cell raised); the parent reads that report with :func:`take_report`.
 """
 
 from __future__ import annotations
@@ -45,22 +52,50 @@ class _Channel:
                 sock.connect(self.path)
             conn = (sock, sock.makefile("rb"))
             self._local.conn = conn
+            sock.sendall((json.dumps({"token": self.token}) + "\n").encode())
         return conn
 
+    def _drop(self) -> None:
+        conn, self._local.conn = getattr(self._local, "conn", None), None
+        if conn is not None:
+            for part in (conn[1], conn[0]):
+                try:
+                    part.close()
+                except Exception:
+                    pass
+
     def request(self, op: str, **payload):
-        msg = {"token": self.token, "id": next(self._ids), "op": op, **payload}
-        data = (json.dumps(msg) + "\n").encode()
+        __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of tracebacks
+        rid = next(self._ids)
+        data = (json.dumps({"id": rid, "op": op, **payload}) + "\n").encode()
         try:
             sock, reader = self._conn()
             sock.sendall(data)
-            line = reader.readline()
+            while True:
+                line = reader.readline()
+                if not line:
+                    self._drop()
+                    raise SubcallError("sub-call channel closed by the parent (the run is over or was stopped)")
+                reply = json.loads(line)
+                if reply.get("id") == rid:
+                    break
+                if reply.get("id") is None:  # refused before any request (bad token)
+                    self._drop()
+                    raise SubcallError(f"sub-call channel refused: {reply.get('error')}")
+                # a reply to an earlier request on this connection: never ours, skip it
         except OSError as exc:
-            self._local.conn = None
+            self._drop()
             raise SubcallError(f"sub-call channel failed: {exc}") from None
-        if not line:
-            self._local.conn = None
-            raise SubcallError("sub-call channel closed by the parent (the run is over or was stopped)")
-        reply = json.loads(line)
+        except ValueError:
+            self._drop()
+            raise SubcallError("sub-call channel sent a malformed reply") from None
+        except BaseException as exc:
+            # interrupted (the block timeout) while waiting: the reply would arrive later on
+            # this connection, so close it; the parent sees EOF and cancels the call
+            self._drop()
+            if isinstance(exc, KeyboardInterrupt):
+                raise KeyboardInterrupt() from None  # without the socket's frames
+            raise
         if not reply.get("ok"):
             raise SubcallError(reply.get("error") or "sub-call failed")
         return reply.get("result")
@@ -69,6 +104,8 @@ class _Channel:
 class _State:
     channel: _Channel | None = None
     answer: str | None = None
+    report: str | None = None  # JSON of the last cell's bookkeeping (see _after_cell)
+    hooks = False
     shell = None
     output_cap = None
     context = None  # the loaded value, to restore a deleted ``context``
@@ -83,13 +120,22 @@ def _text(x) -> str:
     return x if isinstance(x, str) else str(x)
 
 
+def _model(model):
+    __tracebackhide__ = True  # noqa: F841
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"model must be a str (a model id of this run) or None, not {type(model).__name__}")
+    return model
+
+
 def llm_query(prompt, model=None) -> str:
     """Ask a sub-LM ``prompt`` (str); returns its answer (str).
 
     The sub-LM sees only ``prompt``: include the text it should read. Raises
-    :class:`SubcallError` if the call fails or a limit of the run is reached.
+    :class:`SubcallError` if the call fails, ``model`` is not one of the run's models, or a
+    limit of the run is reached.
     """
-    return _state.channel.request("llm_query", prompt=_text(prompt), model=model)
+    __tracebackhide__ = True  # noqa: F841
+    return _state.channel.request("llm_query", prompt=_text(prompt), model=_model(model))
 
 
 def llm_query_batched(prompts, model=None) -> list:
@@ -98,10 +144,11 @@ def llm_query_batched(prompts, model=None) -> list:
     Returns the answers in order. An item whose call failed is a string starting with
     ``"[sub-call error] "``; a limit of the run raises :class:`SubcallError`.
     """
+    __tracebackhide__ = True  # noqa: F841
     prompts = [_text(p) for p in prompts]
     if not prompts:
         return []
-    return _state.channel.request("llm_query_batched", prompts=prompts, model=model)
+    return _state.channel.request("llm_query_batched", prompts=prompts, model=_model(model))
 
 
 def rlm_query(prompt, context=None) -> str:
@@ -110,6 +157,7 @@ def rlm_query(prompt, context=None) -> str:
     ``context`` must be JSON-serialisable (str, list, dict). Beyond the run's ``max_depth``
     this is a plain :func:`llm_query`.
     """
+    __tracebackhide__ = True  # noqa: F841
     if context is not None:
         try:
             json.dumps(context)
@@ -119,13 +167,17 @@ def rlm_query(prompt, context=None) -> str:
 
 
 def FINAL(answer) -> None:  # noqa: N802 - protocol name
-    """Set the final answer (its ``str``); the run ends after this code block."""
+    """Set the final answer (its ``str``); the run ends after this code block, unless the
+    block then raises (the answer is dropped and the model told to call FINAL again)."""
+    __tracebackhide__ = True  # noqa: F841
     _state.answer = _text(answer)
     print("Final answer set.")
 
 
 def FINAL_VAR(name) -> None:  # noqa: N802 - protocol name
-    """Set the final answer to a REPL variable, given by name (str) or as the value itself."""
+    """Set the final answer to a REPL variable, given by name (str) or as the value itself
+    (taken like :func:`FINAL`'s)."""
+    __tracebackhide__ = True  # noqa: F841
     ns = _state.shell.user_ns if _state.shell is not None else {}
     if isinstance(name, str) and name.strip().isidentifier():
         if name.strip() not in ns:
@@ -162,6 +214,13 @@ _HELPERS = {
     "SHOW_VARS": SHOW_VARS,
     "SubcallError": SubcallError,
 }
+
+try:  # task helpers (grep, search, chunks, llm_map, llm_classify, ...); none when sent as source (gateway)
+    from .repl_helpers import make_helpers as _make_helpers
+except ImportError:
+    _make_helpers = None
+if _make_helpers is not None:
+    _HELPERS.update(_make_helpers(lambda op, **kw: _state.channel.request(op, **kw), lambda: _state.shell.user_ns))
 
 
 class _OutputCap:
@@ -224,6 +283,63 @@ class _OutputCap:
             entry[1:] = [0, 0, ""]
 
 
+def _own(tb) -> bool:
+    return tb.tb_frame.f_code.co_filename == _own.__code__.co_filename
+
+
+def _without_own_frames(tb):
+    """``tb`` with this module's frames unlinked (in place): the model's tracebacks show its
+    own code, not the helpers' insides (IPython's ``__tracebackhide__`` never hides the
+    innermost frame)."""
+    while tb is not None and _own(tb):
+        tb = tb.tb_next
+    t = tb
+    while t is not None:
+        while t.tb_next is not None and _own(t.tb_next):
+            t.tb_next = t.tb_next.tb_next
+        t = t.tb_next
+    return tb
+
+
+def _hide_own_frames(shell) -> None:
+    """Wrap the shell's traceback formatter so that every traceback it renders (errors of
+    cells, interrupts) leaves this module's frames out."""
+    formatter = shell.InteractiveTB
+    original = formatter.structured_traceback
+    if getattr(original, "_rlm_hide", False):
+        return
+
+    def structured_traceback(etype, evalue, etb=None, *args, **kwargs):
+        try:
+            etb = _without_own_frames(etb)
+        except Exception:
+            pass
+        return original(etype, evalue, etb, *args, **kwargs)
+
+    structured_traceback._rlm_hide = True
+    formatter.structured_traceback = structured_traceback
+
+
+def _warm_tracebacks(shell) -> None:
+    """Render one traceback with a separate formatter in a background thread: IPython's
+    first traceback of a process imports ``stack_data`` and loads its highlighter (about
+    0.5 s), which would otherwise delay the first error or interrupt the model sees."""
+
+    def run():
+        try:
+            from IPython.core import ultratb
+
+            formatter = ultratb.AutoFormattedTB(mode=shell.xmode, theme_name=shell.colors)
+            try:
+                raise KeyboardInterrupt()
+            except KeyboardInterrupt as exc:
+                formatter.structured_traceback(type(exc), exc, exc.__traceback__)
+        except Exception:
+            pass
+
+    threading.Thread(target=run, name="rlm-warm-tracebacks", daemon=True).start()
+
+
 def install(shell, socket_path: str, token: str, max_output_chars: int | None = None) -> None:
     """Bind the helpers into the kernel's namespace and connect the sub-call channel.
 
@@ -234,6 +350,12 @@ def install(shell, socket_path: str, token: str, max_output_chars: int | None = 
     _state.shell = shell
     _state.channel = _Channel(socket_path, token)
     shell.user_ns.update(_HELPERS)
+    _hide_own_frames(shell)
+    if not _state.hooks:
+        _warm_tracebacks(shell)
+        shell.events.register("pre_run_cell", _before_cell)
+        shell.events.register("post_run_cell", _after_cell)
+        _state.hooks = True
     if max_output_chars and _state.output_cap is None:
         cap = _OutputCap(max_output_chars)
         cap.wrap(sys.stdout, "stdout")
@@ -276,10 +398,32 @@ def _set_context(value) -> None:
     _state.context_noted = False
 
 
-def take_answer() -> str:
-    """JSON of the answer set in the REPL since the last call (``null`` if none); clears it."""
+def _before_cell(*args) -> None:
+    """``pre_run_cell`` hook: only an answer set during the coming cell counts."""
+    _state.answer = None
+    _state.report = None
+
+
+def _after_cell(result=None) -> None:
+    """``post_run_cell`` hook (IPython runs it also when the cell raised or was interrupted,
+    when ipykernel skips ``user_expressions``): restore the helpers, check ``context`` and
+    take the cell's answer; the parent reads the report with :func:`take_report`."""
     answer, _state.answer = _state.answer, None
-    return json.dumps(answer)
+    failed = result is not None and not getattr(result, "success", True)
+    _state.report = json.dumps({
+        "answer": None if failed else answer,
+        "dropped": failed and answer is not None,
+        "fixed": json.loads(restore_helpers()),
+        "ctx": json.loads(check_context()),
+    })
+
+
+def take_report() -> str:
+    """JSON of the last cell's report, then cleared: ``{"answer": str|null, "dropped": bool
+    (an answer was set but the cell raised), "fixed": [helper names restored], "ctx":
+    see :func:`check_context`}``; ``null`` when no cell ran since the last call."""
+    report, _state.report = _state.report, None
+    return report or json.dumps(None)
 
 
 def value_text(name: str) -> str:
@@ -325,7 +469,11 @@ def marked_processes(marker: str) -> list:
     needle = marker.encode()
     found = []
     me = os.getpid()
-    for d in os.listdir("/proc"):
+    try:
+        names = os.listdir("/proc")
+    except OSError:  # no /proc (macOS): nothing found; the parent sweeps with psutil
+        return found
+    for d in names:
         if not d.isdigit() or int(d) == me:
             continue
         try:

@@ -1,11 +1,15 @@
-"""Confinement of the environment kernel: bubblewrap sandbox, rlimits, orphan clean-up.
+"""Confinement of the environment kernel: the sandbox's file system, bubblewrap, rlimits,
+orphan clean-up.
 
 The model's code is untrusted. On Linux the environment kernel runs inside `bubblewrap`_
-(Debian/Ubuntu package ``bubblewrap``) when it is installed and works; otherwise it is a plain
-child process with a warning. In both cases a tiny launcher (``python -S -c``) applies
-resource limits before it ``exec``\\ s ``ipykernel_launcher``.
+(Debian/Ubuntu package ``bubblewrap``) when it is installed and works, else in util-linux
+``unshare`` namespaces with the same file system (:func:`sandbox_plan`, built by
+:mod:`.supervisor`), else as a plain process with a warning (the choice: :mod:`.launch`). A
+tiny launcher (bubblewrap: ``python -S -c``) or the supervisor applies resource limits before
+the kernel starts.
 
-What the sandbox (:func:`bwrap_argv`) gives the kernel:
+What the sandbox (:func:`bwrap_argv`; the ``unshare`` mode alike, which drops every capability
+instead of running bubblewrap's unprivileged setup) gives the kernel:
 
 - a file system built from scratch: read-only binds of the system (``/usr``, ``/lib*``,
   the needed files of ``/etc`` but not ``/etc/shadow`` & co.), of the kernel's Python
@@ -33,6 +37,9 @@ the kernel process's life: SIGXCPU, then SIGKILL; a restart starts a new count),
 unsandboxed fallback those of the whole user, so the user's current count is added, and not
 enforced at all for root), ``RLIMIT_CORE`` 0 (no core files from crashes).
 
+Process scanning (:func:`marked_processes`, :func:`kill_marked_processes`) uses psutil, so the
+clean-up also works where there is no ``/proc`` (macOS).
+
 Remote kernels. For users who outgrow one machine the environment can be a kernel on a
 Jupyter Kernel Gateway or Enterprise Gateway: :class:`~.gateway.GatewayREPL`
 (``RLM(gateway_url=...)``). Isolation there is the gateway's business (Enterprise Gateway runs
@@ -52,9 +59,8 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 
-from .kernel_side import marked_processes  # stdlib-only; also runs inside the kernel
+import psutil
 
 NOBODY = 65534
 RUN_AS_RANGE = (1_500_000_000, 2_000_000_000)  # private uids for sandboxes of a root parent
@@ -141,18 +147,10 @@ def bwrap_path() -> str | None:
 def _user_task_count(uid: int) -> int:
     """Tasks (threads) of ``uid`` now: what RLIMIT_NPROC counts."""
     n = 0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/status") as f:
-                status = f.read()
-        except OSError:
-            continue
-        uid_line = next((ln for ln in status.splitlines() if ln.startswith("Uid:")), "")
-        thr_line = next((ln for ln in status.splitlines() if ln.startswith("Threads:")), "Threads: 1")
-        if uid_line.split()[1:2] == [str(uid)]:
-            n += int(thr_line.split()[1])
+    for p in psutil.process_iter(["uids", "num_threads"]):
+        uids, threads = p.info["uids"], p.info["num_threads"]
+        if uids is not None and uids.real == uid:
+            n += threads or 1
     return n
 
 
@@ -209,6 +207,56 @@ def _covered(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
+def sandbox_plan(python: str, workdir: str, package_dir: str, ro_paths: list[str] | None = None) -> list[list[str]]:
+    """The sandbox's file system as a list of operations, shared by bubblewrap (:func:`bwrap_argv`)
+    and the ``unshare`` mode (executed by :mod:`.supervisor`).
+
+    Operations: ``["dir", path, mode]``, ``["symlink", target, path]``, ``["ro-bind", src, dst]``,
+    ``["ro-bind-try", src, dst]`` (skipped if ``src`` is missing), ``["bind", src, dst]`` (the only
+    writable one: ``workdir``), ``["tmpfs", path, mode]``, ``["proc", path]``, ``["dev", path]``;
+    ``mode`` is an octal string.
+    """
+    ops: list[list[str]] = []
+    system = [d for d in SYSTEM_DIRS if os.path.lexists(d)]
+    for d in system:
+        ops.append(["symlink", os.readlink(d), d] if os.path.islink(d) else ["ro-bind", d, d])
+    ops += [["dir", "/etc", "0755"], ["dir", "/etc/default", "0755"]]
+    for name in ETC_FILES:
+        p = os.path.join("/etc", name)
+        if os.path.lexists(p):
+            ops.append(["ro-bind-try", p, p])
+    ops += [["proc", "/proc"], ["dev", "/dev"], ["tmpfs", "/tmp", "1777"], ["dir", "/var", "0755"],
+            ["tmpfs", "/var/tmp", "1777"], ["dir", "/sys", "0755"], ["dir", "/sys/devices", "0755"],
+            ["dir", "/sys/devices/system", "0755"], ["ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]]
+    real_roots = [os.path.realpath(d) for d in system if not os.path.islink(d)]
+    pkg_parent = os.path.dirname(package_dir)
+    bound: list[str] = []
+    for p in list(python_paths(python)) + list(ro_paths or []):
+        p = os.path.realpath(p)
+        if p == pkg_parent or _covered(p, real_roots) or _covered(p, bound):
+            continue  # the package's checkout is not shown, only the package itself
+        bound.append(p)
+    # python may be a symlink (venv): make the link itself resolvable
+    py_dir = os.path.dirname(os.path.abspath(python))
+    if not _covered(py_dir, bound + real_roots):
+        bound.append(py_dir)
+    made: set[str] = {"/", "/tmp", "/usr", "/etc", "/proc", "/dev"}
+    for p in sorted(bound, key=len) + [package_dir, workdir]:
+        # parents that would otherwise get the source's mode (e.g. /root 0700, closed to the
+        # sandbox's uid): create them world-traversable first
+        parents = []
+        q = os.path.dirname(p)
+        while q not in made and q != os.path.dirname(q):
+            parents.append(q)
+            q = os.path.dirname(q)
+        for q in reversed(parents):
+            if not _covered(q, bound):
+                ops.append(["dir", q, "0755"])
+            made.add(q)
+        ops.append(["bind" if p == workdir else "ro-bind", p, p])
+    return ops
+
+
 def bwrap_argv(
     python: str,
     workdir: str,
@@ -233,50 +281,14 @@ def bwrap_argv(
             "--unshare-uts", "--unshare-cgroup-try", "--hostname", "rlm-sandbox"]
     if drop_caps:
         args += ["--cap-drop", "ALL"]
-    system = [d for d in SYSTEM_DIRS if os.path.lexists(d)]
-    for d in system:
-        if os.path.islink(d):
-            args += ["--symlink", os.readlink(d), d]
+    for op in sandbox_plan(python, workdir, package_dir, ro_paths):
+        kind = op[0]
+        if kind in ("dir", "tmpfs"):
+            args += ["--perms", op[2], f"--{kind}", op[1]]
+        elif kind in ("proc", "dev"):
+            args += [f"--{kind}", op[1]]
         else:
-            args += ["--ro-bind", d, d]
-    args += ["--perms", "0755", "--dir", "/etc", "--perms", "0755", "--dir", "/etc/default"]
-    for name in ETC_FILES:
-        p = os.path.join("/etc", name)
-        if os.path.lexists(p):
-            args += ["--ro-bind-try", p, p]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--perms", "0755", "--dir", "/var",
-             "--perms", "1777", "--tmpfs", "/var/tmp", "--perms", "0755", "--dir", "/sys", "--perms", "0755",
-             "--dir", "/sys/devices", "--perms", "0755", "--dir", "/sys/devices/system"]
-    args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
-    real_roots = [os.path.realpath(d) for d in system if not os.path.islink(d)]
-    pkg_parent = os.path.dirname(package_dir)
-    bound: list[str] = []
-    for p in list(python_paths(python)) + list(ro_paths or []):
-        p = os.path.realpath(p)
-        if p == pkg_parent or _covered(p, real_roots) or _covered(p, bound):
-            continue  # the package's checkout is not shown, only the package itself
-        bound.append(p)
-    # python may be a symlink (venv): make the link itself resolvable
-    py_dir = os.path.dirname(os.path.abspath(python))
-    if not _covered(py_dir, bound + real_roots):
-        bound.append(py_dir)
-    made: set[str] = {"/", "/tmp", "/usr", "/etc", "/proc", "/dev"}
-    for p in sorted(bound, key=len) + [package_dir, workdir]:
-        # parents bwrap would create with the source's mode (e.g. /root 0700, closed to
-        # the sandbox's uid): create them world-traversable first
-        parents = []
-        q = os.path.dirname(p)
-        while q not in made and q != os.path.dirname(q):
-            parents.append(q)
-            q = os.path.dirname(q)
-        for q in reversed(parents):
-            if not _covered(q, bound):
-                args += ["--perms", "0755", "--dir", q]
-            made.add(q)
-        if p == workdir:
-            args += ["--bind", p, p]
-        else:
-            args += ["--ro-bind", p, p]
+            args += [f"--{kind}", op[1], op[2]]
     args += ["--chdir", workdir, "--clearenv"]
     for k, v in env.items():
         args += ["--setenv", k, v]
@@ -302,57 +314,47 @@ def _probe(bwrap: str, python: str, package_dir: str) -> str | None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def resolve_sandbox(sandbox: bool | None, python: str, package_dir: str) -> tuple[bool, str]:
-    """Decide whether to sandbox: ``(use_it, reason)``.
-
-    ``sandbox=None`` (auto) uses bubblewrap when it is installed and works, else falls back
-    to a plain child process with a :class:`SandboxWarning`. ``True`` requires it (raises
-    :class:`SandboxUnavailable` with the reason); ``False`` never sandboxes.
-    """
-    if sandbox is False:
-        return False, "sandbox disabled"
-    bwrap = bwrap_path()
-    if bwrap is None:
-        why = "bubblewrap (bwrap) is not installed" if sys.platform.startswith("linux") else f"no sandbox on {sys.platform}"
-    else:
-        err = _probe(bwrap, python, package_dir)
-        if err is None:
-            return True, "bubblewrap"
-        why = f"bubblewrap does not work here: {err}"
-    if sandbox is True:
-        raise SandboxUnavailable(f"the sandbox was required but {why}. On Debian/Ubuntu: apt-get install bubblewrap.")
-    warnings.warn(
-        f"The REPL environment kernel runs WITHOUT a sandbox ({why}): the model's code can read your files and "
-        "environment (minus API keys) and use the network. On Debian/Ubuntu: apt-get install bubblewrap.",
-        SandboxWarning,
-        stacklevel=3,
-    )
-    return False, why
-
-
-def kill_marked_processes(marker: str, timeout: float = 2.0) -> int:
-    """SIGKILL every process carrying ``marker`` (leftovers of an unsandboxed kernel: forks,
-    daemons). Returns how many were killed."""
-    if not sys.platform.startswith("linux"):
-        return 0
-    pids = marked_processes(marker)
-    killed = len(pids)
-    for pid in pids:
+def marked_processes(marker: str) -> list[int]:
+    """PIDs of other processes whose environment holds ``marker`` (``NAME=value``), via psutil
+    (Linux, macOS: the user's own processes)."""
+    name, _, value = marker.partition("=")
+    me, found = os.getpid(), []
+    for p in psutil.process_iter():
+        if p.pid == me:
+            continue
         try:
+            if p.environ().get(name) == value:
+                found.append(p.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def kill_marked_processes(marker: str, timeout: float = 2.0, spare: int | None = None) -> int:
+    """SIGKILL every process carrying ``marker`` (leftovers of an unsandboxed kernel: forks,
+    daemons) except ``spare`` and its descendants (a freshly restarted kernel), and wait up to
+    ``timeout`` seconds for them to go. Returns how many were killed."""
+    procs = []
+    for pid in marked_processes(marker):
+        try:
+            p = psutil.Process(pid)
+            if spare is not None and (pid == spare or spare in [a.pid for a in p.parents()]):
+                continue
+            procs.append(p)
             os.kill(pid, signal.SIGKILL)
-        except OSError:
+        except (psutil.Error, OSError):
             pass
+    killed = len(procs)
     deadline = time.monotonic() + timeout
-    while pids and time.monotonic() < deadline:
-        pids = [p for p in pids if os.path.exists(f"/proc/{p}") and not _is_zombie(p)]
-        if pids:
+    while procs and time.monotonic() < deadline:
+        procs = [p for p in procs if _running(p)]
+        if procs:
             time.sleep(0.02)
     return killed
 
 
-def _is_zombie(pid: int) -> bool:
+def _running(p: psutil.Process) -> bool:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
+        return p.is_running() and p.status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
+        return False

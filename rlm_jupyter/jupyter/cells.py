@@ -30,7 +30,7 @@ Step route: an inserted code cell starts with the line ``%%rlm_step <run_id> <it
 the body in that run's environment kernel (where ``context`` and the model's variables live)
 while the run's environment is kept; it works without the extension too.
 
-Cell metadata follow :mod:`rlm_jupyter.jupyter.notebook` (``result.to_notebook(path)``):
+Cell metadata follow :mod:`rlm_jupyter.notebook_io` (``result.to_notebook(path)``):
 ``metadata["rlm"] = {"run_id", "node_id", "iteration", "block"|"kind", ...}`` and tags
 ``rlm-run-<id>`` / ``rlm-iteration-<i>``; inserted cells add ``key``, ``order`` and
 ``parent_cell_id``.
@@ -42,11 +42,16 @@ Threading: :meth:`CellsView.on_event` runs on the run's worker thread and only e
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import time
 from typing import Any, Callable
 
 from ..core import events as ev
+from ..core.text import cap
+from ..safe_html import markdown_source, safe_outputs
+
+log = logging.getLogger("rlm_jupyter.jupyter")
 
 COMM_TARGET = "rlm_jupyter.cells"
 PROTOCOL_VERSION = 1
@@ -56,7 +61,7 @@ ROOT = "0"
 MAX_OUTPUT_CHARS = 100_000
 
 
-# -- cell conventions shared with rlm_jupyter.jupyter.notebook --------------------------------
+# -- cell conventions shared with rlm_jupyter.notebook_io --------------------------------
 def rlm_tags(run_id: str, iteration: int) -> list[str]:
     """Tags of a run's cells (as in ``result.to_notebook``)."""
     return [f"rlm-run-{run_id}", f"rlm-iteration-{iteration}"]
@@ -75,9 +80,10 @@ def rlm_metadata(run_id: str, iteration: int, *, block: int | None = None, kind:
 
 
 def prose_source(iteration: int, prose: str) -> str:
-    """Markdown of an iteration's prose cell (as in ``result.to_notebook``)."""
-    heading = f"### Iteration {iteration}"
-    return f"{heading}\n\n{prose}" if prose else heading
+    """Markdown of an iteration's prose cell (as in ``result.to_notebook``); the prose through
+    :func:`~rlm_jupyter.safe_html.markdown_source` (no raw HTML, images or non-http links)."""
+    heading = f"### Iteration {int(iteration)}"
+    return f"{heading}\n\n{markdown_source(prose)}" if prose else heading
 
 
 def step_source(run_id: str, iteration: int, code: str) -> str:
@@ -114,15 +120,16 @@ def current_cell_id(shell: Any = None) -> str | None:
 def _cap_text(text: Any, limit: int) -> Any:
     if isinstance(text, list):
         text = "".join(text)
-    if isinstance(text, str) and len(text) > limit:
-        return text[:limit] + f"\n... [{len(text) - limit:,} more characters not shown]"
-    return text
+    return cap(text, limit, " not shown", dots="...") if isinstance(text, str) else text
 
 
 def cap_outputs(outputs: list[dict], limit: int = MAX_OUTPUT_CHARS) -> list[dict]:
-    """Copies of ``outputs`` with long stream / text outputs cut to ``limit`` characters."""
+    """Safe copies of ``outputs`` (:func:`~rlm_jupyter.safe_html.safe_outputs`: no
+    executable MIME types, sanitized HTML) with long stream / text outputs cut to ``limit`` characters."""
     capped = []
-    for out in outputs or []:
+    for out in outputs or []:  # cut first, then made safe (a cut HTML tag is repaired by the sanitizer)
+        if not isinstance(out, dict):
+            continue
         out = dict(out)
         if out.get("output_type") == "stream":
             out["text"] = _cap_text(out.get("text", ""), limit)
@@ -133,7 +140,7 @@ def cap_outputs(outputs: list[dict], limit: int = MAX_OUTPUT_CHARS) -> list[dict
                     data[mime] = _cap_text(data[mime], limit)
             out["data"] = data
         capped.append(out)
-    return capped
+    return safe_outputs(capped)
 
 
 def _open_kernel_comm(data: dict) -> Any:
@@ -191,6 +198,7 @@ class CellsView:
             try:
                 self._send(self._drain())
             except Exception as exc:  # never break the run
+                log.warning("the cells view failed and stops: %s: %s", type(exc).__name__, exc)
                 self.errors.append(exc)
                 self._failed = True
 
@@ -277,6 +285,7 @@ class CellsView:
                 self._comm.send(msg)
                 self.sent.append(msg)
             except Exception as exc:  # a broken frontend link must not break the run
+                log.warning("the cells view's comm failed; no more cells are sent: %s: %s", type(exc).__name__, exc)
                 self.errors.append(exc)
                 self._failed = True
                 return

@@ -18,10 +18,15 @@ the user can open and close its entries while the run goes on.
 When the run ends, :meth:`LiveView.finish` replaces the widget output (``update_display``) with
 the static rendering of :mod:`rlm_jupyter.jupyter.render_html` (``text/html`` ``<details>``
 trees + ``text/plain``), then empties and closes the widgets.
+
+Everything shown comes from :mod:`rlm_jupyter.jupyter.render_html`, whose untrusted parts (the
+model's prose, code, outputs, prompts, ids…) pass through :mod:`rlm_jupyter.safe_html`:
+the ipywidgets ``HTML`` value is set as ``innerHTML`` in the page, so nothing else may reach it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import time
 
@@ -91,6 +96,7 @@ class LiveView:
         self.widget_count = 0
         self.updates = 0
         self.finished = False
+        self.writing = ""  # the root reply being streamed (root_delta events), until it ends
 
     # -- worker thread ------------------------------------------------------------------------
     def on_event(self, e: ev.Event) -> None:
@@ -109,6 +115,8 @@ class LiveView:
             self.stats.apply(e)
             if e.kind == ev.SUBCALL_STARTED:
                 self._ops[e.node_id] = e.data.get("op", "llm_query")
+            if e.node_id == "0" and e.kind in (ev.ROOT_DELTA, ev.ROOT_REPLY, ev.ITERATION_STARTED):
+                self.writing = self.writing + e.data.get("text", "") if e.kind == ev.ROOT_DELTA and not e.data.get("reset") else ""
             if e.kind != ev.ITERATION_STARTED or e.node_id != "0":
                 self._dirty_iteration = True
             changed = True
@@ -128,12 +136,7 @@ class LiveView:
             self._show({"text/html": R.header_html(self._header_now()), "text/plain": self._header_now().line()})
 
     def _header_now(self) -> R.Header:
-        s = self.stats
-        return R.Header(
-            status=s.status, iteration=s.iteration, max_iterations=s.max_iterations,
-            elapsed=time.monotonic() - self._t0, usage=s.usage, subcalls=s.subcalls,
-            subcalls_running=s.subcalls_running, model=s.model, sub_model=s.sub_model, message=s.message,
-        )  # fmt: skip
+        return dataclasses.replace(self.stats, elapsed=time.monotonic() - self._t0)
 
     def _make_widgets(self) -> None:
         import ipywidgets as W
@@ -163,7 +166,7 @@ class LiveView:
         header = self._header_now()
         query = ""
         if root is not None:
-            query = f'<div class="rlm-query" style="color:#57606a">Query: {R.esc(R.one_line(root.query, 300))}</div>'
+            query = R.query_html(root.query)
         self._set(self._header, R.header_html(header) + query)
         if root is None:
             return
@@ -187,7 +190,12 @@ class LiveView:
             self._dirty_iteration = False
 
     def _iteration(self, root, it, open_: bool) -> str:
-        return R.iteration_html(self.trajectory, root, it, self.live_caps, open_=open_, ops=self._ops)
+        html = R.iteration_html(self.trajectory, root, it, self.live_caps, open_=open_, ops=self._ops)
+        if open_ and self.writing and not it.reply and html.endswith("</details>"):  # streamed reply (issue 11)
+            from .step_view import writing_html
+
+            html = html[: -len("</details>")] + writing_html(self.writing) + "</details>"
+        return html
 
     def _show(self, bundle: dict) -> None:
         from IPython.display import display
@@ -220,8 +228,7 @@ class LiveView:
         header = R.header_from_trajectory(traj, status, message, usage=usage, elapsed=elapsed)
         if self.quiet:
             bundle = {
-                "text/html": f'<div class="rlm-run rlm-quiet">{R.final_html(answer, status, self.static_caps)}'
-                f'<div style="color:#57606a;font-size:11px">{R.esc(header.line())}</div></div>',
+                "text/html": R.quiet_html(answer, header, self.static_caps),
                 "text/plain": answer if answer is not None else header.line() + ("\n" + message if message else ""),
             }
         else:
@@ -249,13 +256,13 @@ class LiveView:
 
 
 def show_result(result, caps: R.Caps = R.Caps()) -> dict:
-    """Display the static rendering of a finished :class:`~rlm_jupyter.core.trajectory.RLMResult`
+    """Display the static rendering of a finished :class:`~rlm_jupyter.result.RLMResult`
     (``%rlm show N``); returns the bundle."""
     from IPython.display import display
 
     traj = result.trajectory
     header = R.header_from_trajectory(traj, result.status, result.message, usage=result.usage, elapsed=result.wall_seconds)
-    bundle = R.static_bundle(traj, header, result.answer, caps)
+    bundle = R.static_bundle(traj, header, result.answer_text, caps)
     display(bundle, raw=True)
     return bundle
 

@@ -12,6 +12,10 @@ name, then call the model id ``"scripted/<name>"``::
 A script is a list of replies used in order (strings, exceptions to raise, or callables of
 the messages), or one callable used for every call. Replies can be delayed by ``latency``
 seconds to simulate a provider (the async path sleeps without blocking the event loop).
+
+Streaming (``stream=True``, e.g. the root calls of :class:`~rlm_jupyter.lm.client.LMClient`
+with ``on_delta``) sends the reply in ``chunks`` pieces with the latency spread over them, and
+the same usage as the whole reply in the last chunk.
 """
 
 from __future__ import annotations
@@ -41,9 +45,11 @@ class Script:
         calls: the ``messages`` of each call received, in order.
     """
 
-    def __init__(self, replies: list[Reply] | Callable[[list], str], latency: float = 0.0, repeat_last: bool = True):
+    def __init__(self, replies: list[Reply] | Callable[[list], str], latency: float = 0.0, repeat_last: bool = True,
+                 chunks: int = 8):
         self.replies = replies
         self.latency = latency
+        self.chunks = max(1, int(chunks))
         self.repeat_last = repeat_last
         self.calls: list[list[dict]] = []
         self._i = 0
@@ -86,17 +92,41 @@ class ScriptedProvider:
                 message=f"no script registered for scripted/{model}", model=model, llm_provider=PROVIDER
             )
         text = script.next_reply(messages)
-        prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
         resp = litellm.ModelResponse(
             model=f"{PROVIDER}/{model}",
             choices=[{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
         )
-        resp.usage = litellm.Usage(
-            prompt_tokens=max(1, prompt_chars // 4),
-            completion_tokens=max(1, len(text) // 4),
-            total_tokens=max(1, prompt_chars // 4) + max(1, len(text) // 4),
-        )
+        resp.usage = litellm.Usage(**_usage(messages, text))
         return resp
+
+    async def _stream(self, model: str, messages: list[dict]):
+        """The reply as litellm ``GenericStreamingChunk`` dicts (usage in the last one)."""
+        script = self.scripts.get(model)
+        if script is None:
+            self._respond(model, messages, None)  # raises the unknown-script error
+        text = script.next_reply(messages)
+        n = max(1, min(script.chunks, len(text)))
+        size = -(-len(text) // n) if text else 1
+        pieces = [text[i : i + size] for i in range(0, len(text), size)] or [""]
+        for i, piece in enumerate(pieces):
+            if script.latency:
+                await asyncio.sleep(script.latency / len(pieces))
+            last = i == len(pieces) - 1
+            yield {
+                "text": piece,
+                "is_finished": last,
+                "finish_reason": "stop" if last else "",
+                "usage": _usage(messages, text) if last else None,
+                "index": 0,
+                "tool_use": None,
+            }
+
+
+def _usage(messages: list[dict], text: str) -> dict:
+    """Scripted usage: a token per 4 characters (at least 1) of the prompt and of the reply."""
+    prompt = max(1, sum(len(str(m.get("content") or "")) for m in messages) // 4)
+    completion = max(1, len(text) // 4)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _provider() -> ScriptedProvider:
@@ -122,9 +152,20 @@ def _provider() -> ScriptedProvider:
                 await asyncio.sleep(script.latency)
             return self._respond(model, messages, kwargs.get("optional_params"))
 
+        async def astreaming(self, model, messages, *args, **kwargs):
+            async for chunk in self._stream(model, messages):
+                yield chunk
+
     handler = _Handler()
     register_provider(PROVIDER, handler)
     return handler
+
+
+def prepare(model_id: str) -> None:
+    """Provider setup for :mod:`.providers` (entry point ``scripted``): register the handler
+    with litellm (idempotent). A ``"scripted/<name>"`` model answers once :func:`script` gave
+    ``name`` its replies."""
+    _provider()
 
 
 def script(
@@ -132,6 +173,7 @@ def script(
     replies: list[Reply] | Callable[[list], str],
     latency: float = 0.0,
     usd_per_million_tokens: float = 0.0,
+    chunks: int = 8,
 ) -> str:
     """Register a scripted model and return its litellm model id ``"scripted/<name>"``.
 
@@ -141,10 +183,11 @@ def script(
         latency: seconds per call.
         usd_per_million_tokens: price given to litellm's model map, for input and output
             tokens alike, so that cost accounting and USD limits can be exercised.
+        chunks: pieces a streamed reply is sent in (the latency is spread over them).
     """
     litellm = litellm_module()
     handler = _provider()
-    handler.scripts[name] = Script(replies, latency=latency)
+    handler.scripts[name] = Script(replies, latency=latency, chunks=chunks)
     price = usd_per_million_tokens / 1e6
     litellm.register_model(
         {

@@ -1,5 +1,9 @@
 """Fault suite fixtures: every environment kernel is recorded, given small limits, and
-checked for leftovers (processes, work dirs) after each test."""
+checked for leftovers (processes, work dirs) after each test.
+
+The confinement mode is the automatic choice (bubblewrap, else unshare, else plain) unless
+``RLM_JUPYTER_SANDBOX_MODE=bwrap|unshare|plain`` forces one: ``.ci/run`` runs the suite once
+per mode and the tables printed at the end are labelled with it."""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ def envs(monkeypatch):
     yield made
     for row in faultkit.ROWS[first_row:]:
         if not row["mode"] and made:
-            row["mode"] = "sandbox" if made[0].sandboxed else "fallback"
+            row["mode"] = made[0].sandbox_mode or "-"
     left = faultkit.wait_no_leftovers(made)
     assert not left, f"leftovers: {left}"
 
@@ -38,12 +42,12 @@ def pytest_terminal_summary(terminalreporter):
     rows = faultkit.ROWS
     tr = terminalreporter
     if rows:
-        tr.section("fault suite: case by case")
+        tr.section(f"fault suite: case by case (RLM_JUPYTER_SANDBOX_MODE={faultkit.suite_mode()})")
         tr.write_line(f"{'case':<46} {'mode':<9} {'survived':<8} {'recover s':>9}  message")
     for r in rows:
         secs = "" if r["seconds"] is None else f"{r['seconds']:.2f}"
         tr.write_line(f"{r['case']:<46} {r['mode']:<9} {str(r['survived']):<8} {secs:>9}  {r['message']}")
     if faultkit.ISOLATION:
-        tr.section("fault suite: what model code can reach (sandbox vs fallback)")
+        tr.section(f"fault suite: what model code can reach (RLM_JUPYTER_SANDBOX_MODE={faultkit.suite_mode()})")
         for probe, modes in faultkit.ISOLATION.items():
-            tr.write_line(f"{probe:<32} sandbox: {modes.get('sandbox', '-'):<44} fallback: {modes.get('fallback', '-')}")
+            tr.write_line(f"{probe:<32} " + "   ".join(f"{m}: {v:<40}" for m, v in modes.items()))

@@ -7,6 +7,9 @@ import os
 import pathlib
 import time
 
+import sys
+
+from rlm_jupyter.environment import launch
 from rlm_jupyter.environment import sandbox as sb
 from rlm_jupyter.lm.scripted import get_script, script
 
@@ -18,14 +21,29 @@ ISOLATION: dict[str, dict[str, str]] = {}  # probe -> mode -> what model code go
 TEST_LIMITS = dict(memory_limit_mb=1536, max_processes=128)
 
 
-def require_bwrap() -> None:
-    """Skip without bubblewrap, or fail if ``RLM_JUPYTER_REQUIRE_SANDBOX`` is set (CI)."""
+def suite_mode() -> str:
+    """The mode this run forces (``RLM_JUPYTER_SANDBOX_MODE``), or ``auto``."""
+    return os.environ.get(launch.MODE_ENV, "").strip().lower() or "auto"
+
+
+def require_sandbox() -> str:
+    """The sandbox mode (``bwrap`` or ``unshare``) kernels of this run get. Skips when the run
+    forces ``plain`` or no sandbox works here; fails instead if ``RLM_JUPYTER_REQUIRE_SANDBOX``
+    is set (CI) and the run does not force ``plain``."""
     import pytest
 
-    if sb.bwrap_path() is None:
+    from rlm_jupyter.environment.kernel import PACKAGE_DIR
+
+    if suite_mode() == "plain":
+        pytest.skip("this run forces RLM_JUPYTER_SANDBOX_MODE=plain")
+    try:
+        mode, why = launch.resolve_mode(True, sys.executable, PACKAGE_DIR)
+    except sb.SandboxUnavailable as exc:
         if os.environ.get("RLM_JUPYTER_REQUIRE_SANDBOX"):
-            pytest.fail("RLM_JUPYTER_REQUIRE_SANDBOX is set but bubblewrap (bwrap) is not installed")
-        pytest.skip("bubblewrap is not installed")
+            pytest.fail(f"RLM_JUPYTER_REQUIRE_SANDBOX is set but {exc}")
+        pytest.skip(str(exc))
+    return mode
+
 
 
 def repl(code: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from faults.faultkit import model, prompt_of_turn, record, repl, require_bwrap
+from faults.faultkit import model, prompt_of_turn, record, repl, require_sandbox
 from faults import faultkit
 from rlm_jupyter import RLM
 
@@ -53,6 +53,7 @@ def test_loop_that_swallows_interrupts_gets_the_kernel_restarted():
         ("os._exit(1)", "import os\nos._exit(1)"),
         ("segfault (ctypes.string_at(0))", "import ctypes\nctypes.string_at(0)"),
         ("SIGKILL itself", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"),
+        ("signal.alarm(1), then sleep", "import signal, time\nsignal.alarm(1)\ntime.sleep(10)"),
     ],
 )
 def test_kernel_death_is_survived(case, code):
@@ -94,7 +95,7 @@ def test_printing_200_mb_is_capped_in_the_kernel(case, code):
 
 
 def test_fork_bomb_hits_the_process_limit_and_dies_with_the_sandbox(envs):
-    require_bwrap()  # unsandboxed, RLIMIT_NPROC does not bind root
+    mode = require_sandbox()  # unsandboxed, RLIMIT_NPROC does not bind root
     code = (
         "import os, time\n"
         "n = 0\n"
@@ -114,7 +115,7 @@ def test_fork_bomb_hits_the_process_limit_and_dies_with_the_sandbox(envs):
     n = int(c.text.split("fork failed after")[1].split()[0])
     assert n < 128
     assert cell(res, 2).text.strip() == str(len(CTX)) and res.status == "done"
-    record("fork 10,000 sleeping children (sandbox)", True, f"BlockingIOError after {n} forks (RLIMIT_NPROC 128); all gone at shutdown",
+    record(f"fork 10,000 sleeping children ({mode})", True, f"BlockingIOError after {n} forks (RLIMIT_NPROC 128); all gone at shutdown",
            c.seconds)
 
 
@@ -143,7 +144,7 @@ def test_forked_daemons_are_killed_at_shutdown_without_sandbox(envs):
     finally:
         k.KernelREPL.__init__ = orig
     assert not envs[0].sandboxed and "spawned" in cell(res, 1).text
-    record("double-forked daemons (no sandbox)", True, "killed at shutdown by their RLM_ENV_ID marker", None, "fallback")
+    record("double-forked daemons (sandbox=False)", True, "killed at shutdown by their RLM_ENV_ID marker", None, "plain")
 
 
 def test_deleting_or_rebinding_context_and_helpers_is_repaired_and_reported():
@@ -237,3 +238,54 @@ def test_a_hostile_str_in_final_var_neither_hangs_nor_ends_the_run(case, body):
     assert res.status == "done" and res.answer == "fine"
     assert "FINAL_VAR(evil) failed" in prompt_of_turn(root, 3)
     record(case, True, "FINAL_VAR(evil) failed (told to the model); the run goes on", res.wall_seconds)
+
+
+@pytest.mark.parametrize(
+    "case,sig",
+    [("SIGTERM to os.getppid()", "SIGTERM"), ("SIGKILL to os.getppid()", "SIGKILL"), ("SIGINT to os.getppid()", "SIGINT")],
+)
+def test_signals_to_the_kernel_s_parent_never_reach_the_user_s_process(case, sig):
+    """The kernel's parent is bwrap's init or the supervisor, never this process: a signal sent
+    to os.getppid() is ignored (or, for SIGKILL, takes the kernel down and it is restarted)."""
+    import os
+
+    code = f"import os, signal\nparent = os.getppid()\nos.kill(parent, signal.{sig})\nimport time; time.sleep(1)\nprint('parent', parent)"
+    res, root = run([repl(code), repl("print(len(context))"), "FINAL(done)"])
+    c = cell(res, 1)
+    assert f"parent {os.getpid()}" not in c.text
+    denied = c.status == "error" and "PermissionError" in c.text  # bwrap's init runs as another uid
+    assert c.status in ("ok", "died") or denied, (c.status, c.text)
+    assert cell(res, 2).text.strip() == str(len(CTX)) and res.status == "done"
+    outcome = {"ok": "ignored", "died": "kernel died, restarted, context reloaded"}.get(c.status, "PermissionError")
+    record(case, True, f"this process untouched; {outcome}", c.seconds)
+
+
+def test_fd_level_output_is_captured_capped_and_never_reaches_our_stdout(capfd):
+    code = (
+        "import os, subprocess\n"
+        "subprocess.run(['sh', '-c', 'printf ZZZ-from-a-subprocess'])\n"
+        "os.write(1, b'X' * 3_000_000)\n"
+        "os.write(2, b'Y' * 3_000_000)\n"
+        "print('done')"
+    )
+    res, root = run([repl(code), "FINAL(done)"], max_output_chars=20_000)
+    c = cell(res, 1)
+    out, err = capfd.readouterr()
+    assert "XXXXXXXXXX" not in out and "YYYYYYYYYY" not in err and "ZZZ-from" not in out, "kernel output reached our fds"
+    assert c.status == "ok" and "XXXXXXXXXX" in c.text and "done" in c.text
+    # capped at 1,000,000 per stream in the kernel; what is still in the fd pipe when the cell
+    # ends (at most the 64 KiB pipe buffer) arrives after the cap's reset
+    assert c.text.count("X") < 1_100_000 and c.text.count("Y") < 1_100_000, "fd output was not capped in the kernel"
+    # (fd output written just before a cell ends may arrive after it: ipykernel reads the pipe
+    # in a thread; the subprocess writes first so that its line is surely in this cell)
+    assert "characters of output dropped by the REPL environment" in c.text and "ZZZ-from-a-subprocess" in c.text
+    assert len(prompt_of_turn(root, 2)) < 25_000
+    record("os.write(1/2, 3 MB) + a subprocess's output", True, "on IOPub, capped to 1 MB per stream in the kernel; nothing on our fds",
+           c.seconds)
+
+
+def test_deleting_builtins_print_does_not_stop_the_run():
+    res, root = run([repl("import builtins\ndel builtins.print"), repl("print(len(context))"), repl("x = len(context)\nx"), "FINAL(done)"])
+    assert "NameError" in prompt_of_turn(root, 3)
+    assert cell(res, 3).text.strip() == str(len(CTX)) and res.status == "done"
+    record("del builtins.print", True, "NameError shown to the model; the kernel and the run go on", cell(res, 1).seconds)

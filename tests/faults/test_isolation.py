@@ -1,6 +1,6 @@
-"""What model code can see and touch, in the bubblewrap sandbox and in the unsandboxed
-fallback. Each probe runs in a real environment kernel; the table printed at the end of the
-session (and ISOLATION) says what each mode blocks."""
+"""What model code can see and touch, in the sandbox of this run (bubblewrap or unshare) and in
+the plain mode. Each probe runs in a real environment kernel; the table printed at the end of
+the session (and ISOLATION) says what each mode blocks."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import asyncio
 import json
 import os
 import socket
+import sys
 
 import pytest
 
 from faults import faultkit
 from rlm_jupyter.environment import kernel as kernel_mod
+from rlm_jupyter.environment import launch
 
 SECRET = "sk-fault-suite-DO-NOT-LEAK-1234"
 SENTINEL = "parent-sentinel-value-5678"
@@ -21,6 +23,7 @@ PROBES = {
     # name: code printing one JSON value
     "environment": "import os, json; print(json.dumps(dict(os.environ)))",
     "uid": "import os, json; print(json.dumps(os.getuid()))",
+    "os.getppid() is the user's process": "import os, json; print(json.dumps(os.getppid() == {ppid}))",
     "parent /proc/<pid>/environ": (
         "import json\ntry:\n    d = open('/proc/{ppid}/environ', 'rb').read()\n    print(json.dumps('readable: %d bytes' % len(d)))\n"
         "except OSError as e:\n    print(json.dumps('blocked: ' + type(e).__name__))"
@@ -65,7 +68,7 @@ async def _echo(op, payload):
     return "ok"
 
 
-def run_probes(sandbox: bool, tmp_path, monkeypatch) -> dict:
+def run_probes(sandbox: bool | None, tmp_path, monkeypatch) -> dict:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("RLM_FAULT_SENTINEL", SENTINEL)
     secret_file = tmp_path / "notes.txt"
@@ -84,7 +87,7 @@ def run_probes(sandbox: bool, tmp_path, monkeypatch) -> dict:
         await env.start(_echo)
         try:
             await env.load_context("ctx")
-            out = {"sandboxed": env.sandboxed}
+            out = {"sandboxed": env.sandboxed, "mode": env.sandbox_mode}
             for name, code in PROBES.items():
                 r = await env.execute(code.format(**fmt))
                 assert r.status == "ok", (name, r.text)
@@ -109,9 +112,10 @@ def summarise(name, value):
 
 
 def test_sandbox_blocks_the_parent_s_secrets_files_processes_and_network(tmp_path, monkeypatch):
-    faultkit.require_bwrap()
+    mode = faultkit.require_sandbox()
     out = run_probes(True, tmp_path, monkeypatch)
-    assert out["sandboxed"]
+    assert out["sandboxed"] and out["mode"] == mode
+    assert out["os.getppid() is the user's process"] is False
     env = out["environment"]
     assert SECRET not in json.dumps(env) and SENTINEL not in json.dumps(env)
     assert out["uid"] != 0 or os.geteuid() != 0
@@ -123,25 +127,30 @@ def test_sandbox_blocks_the_parent_s_secrets_files_processes_and_network(tmp_pat
     assert not out["list parent's ~/.config"].startswith("readable") or "0 entries" in out["list parent's ~/.config"] or \
         os.path.expanduser("~") == "/"
     for name in PROBES:
-        faultkit.ISOLATION.setdefault(name, {})["sandbox"] = summarise(name, out[name])
+        faultkit.ISOLATION.setdefault(name, {})[mode] = summarise(name, out[name])
 
 
-def test_fallback_without_sandbox_still_hides_api_keys(tmp_path, monkeypatch):
+def test_plain_mode_hides_api_keys_and_the_user_s_process(tmp_path, monkeypatch):
+    """What plain mode still allows (files, signals by PID, network) is what the warning says;
+    it does hide the keys, and the kernel is not the user's process's child."""
     out = run_probes(False, tmp_path, monkeypatch)
-    assert not out["sandboxed"]
+    assert not out["sandboxed"] and out["mode"] == "plain"
     assert SECRET not in json.dumps(out["environment"])
+    assert out["os.getppid() is the user's process"] is False
     for name in PROBES:
-        faultkit.ISOLATION.setdefault(name, {})["fallback"] = summarise(name, out[name])
+        faultkit.ISOLATION.setdefault(name, {})["plain"] = summarise(name, out[name])
 
 
-def test_missing_bubblewrap_falls_back_with_a_clear_warning(monkeypatch):
+def test_missing_bubblewrap_and_unshare_fall_back_with_a_clear_warning(monkeypatch):
     from rlm_jupyter.environment import sandbox as sb
 
     monkeypatch.setattr(sb.shutil, "which", lambda name: None)
+    monkeypatch.delenv("RLM_JUPYTER_SANDBOX_MODE", raising=False)
 
     async def main():
         env = kernel_mod.KernelREPL(timeout=10)
-        with pytest.warns(sb.SandboxWarning, match="WITHOUT a sandbox .*bubblewrap .*not installed.*apt-get install bubblewrap"):
+        with pytest.warns(sb.SandboxWarning, match="WITHOUT a sandbox .*bubblewrap .*not installed.*unshare is not installed.*"
+                          "read your files, signal your processes and use the network.*apt-get install bubblewrap"):
             await env.start(_echo)
         try:
             r = await env.execute("print(6 * 7)")
@@ -151,7 +160,8 @@ def test_missing_bubblewrap_falls_back_with_a_clear_warning(monkeypatch):
 
     sandboxed, reason, text = asyncio.run(main())
     assert not sandboxed and "not installed" in reason and text.strip() == "42"
-    faultkit.record("bubblewrap missing", True, "SandboxWarning: runs WITHOUT a sandbox (bubblewrap not installed) ...", None, "fallback")
+    faultkit.record("bubblewrap and unshare missing", True, "SandboxWarning: runs WITHOUT a sandbox ... can read your files, signal ...",
+                    None, "plain")
 
 
 def test_broken_bubblewrap_falls_back_with_the_reason(monkeypatch, tmp_path):
@@ -161,6 +171,8 @@ def test_broken_bubblewrap_falls_back_with_the_reason(monkeypatch, tmp_path):
     fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
     fake.chmod(0o755)
     monkeypatch.setattr(sb, "bwrap_path", lambda: str(fake))
+    monkeypatch.setattr(launch, "unshare_path", lambda: None)
+    monkeypatch.delenv("RLM_JUPYTER_SANDBOX_MODE", raising=False)
 
     async def main():
         env = kernel_mod.KernelREPL(timeout=10)
@@ -173,7 +185,48 @@ def test_broken_bubblewrap_falls_back_with_the_reason(monkeypatch, tmp_path):
 
     sandboxed, text = asyncio.run(main())
     assert not sandboxed and text.strip() == "1"
-    faultkit.record("bubblewrap present but failing", True, "SandboxWarning: bubblewrap does not work here: <its stderr>", None, "fallback")
+    faultkit.record("bubblewrap present but failing (no unshare)", True, "SandboxWarning: bubblewrap does not work here: <its stderr>",
+                    None, "plain")
+
+
+def test_without_bubblewrap_the_unshare_sandbox_is_used(monkeypatch, tmp_path, recwarn):
+    if launch.unshare_path() is None or launch._why_not("unshare", sys.executable, kernel_mod.PACKAGE_DIR):
+        if os.environ.get("RLM_JUPYTER_REQUIRE_SANDBOX") and sys.platform.startswith("linux"):
+            pytest.fail(f"RLM_JUPYTER_REQUIRE_SANDBOX is set but {launch._why_not('unshare', sys.executable, kernel_mod.PACKAGE_DIR)}")
+        pytest.skip("util-linux unshare does not work here")
+    from rlm_jupyter.environment import sandbox as sb
+
+    monkeypatch.setattr(sb, "bwrap_path", lambda: None)
+    monkeypatch.delenv("RLM_JUPYTER_SANDBOX_MODE", raising=False)
+
+    async def main():
+        env = kernel_mod.KernelREPL(timeout=10)
+        await env.start(_echo)
+        try:
+            r = await env.execute("import os\nprint(os.getpid(), os.getppid(), sorted(os.listdir('/tmp')))")
+            return env.sandbox_mode, env.sandbox_reason, r.text.split(maxsplit=2)
+        finally:
+            await env.shutdown()
+
+    mode, reason, (pid, ppid, tmp) = asyncio.run(main())
+    assert mode == "unshare" and "unshare" in reason and (pid, ppid) == ("2", "1")
+    assert not [w for w in recwarn if issubclass(w.category, sb.SandboxWarning)]
+    faultkit.record("bubblewrap missing, unshare works", True, "kernel in unshare namespaces (PID 2), no warning", None, "unshare")
+
+
+def test_required_sandbox_with_neither_bubblewrap_nor_unshare_is_an_error(monkeypatch):
+    from rlm_jupyter.environment import sandbox as sb
+
+    monkeypatch.setattr(sb, "bwrap_path", lambda: None)
+    monkeypatch.setattr(launch, "unshare_path", lambda: None)
+    monkeypatch.delenv("RLM_JUPYTER_SANDBOX_MODE", raising=False)
+
+    async def main():
+        env = kernel_mod.KernelREPL(timeout=10, sandbox=True)
+        with pytest.raises(kernel_mod.EnvironmentError_, match="sandbox was required but bubblewrap .*unshare is not installed"):
+            await env.start(_echo)
+
+    asyncio.run(main())
 
 
 def test_sandbox_false_is_silent_and_limits_still_apply(recwarn):

@@ -118,3 +118,45 @@ def test_a_model_that_never_writes_code_or_final_is_forced_to_answer():
     last = calls(root)[-1][-1]["content"]
     assert "You are out of turns" in last and res.answer.startswith("I am still thinking")
     record("never a code block or FINAL", True, res.message, res.wall_seconds)
+
+
+@pytest.mark.timeout(120)
+def test_a_provider_without_its_key_fails_fast_with_one_line(monkeypatch):
+    """Issue 10: ``gpt-4o-mini`` without OPENAI_API_KEY used to be retried as a server error
+    for about 40 s (past the block timeout); now it fails before any request."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("OPENAI_"):
+            monkeypatch.delenv(name)
+    root = model("root", [repl(
+        "import time\nt = time.monotonic()\ntry:\n    llm_query('x')\nexcept SubcallError as e:\n    print(e)\n"
+        "print('fast' if time.monotonic() - t < 5 else 'slow')"
+    ), "FINAL(done)"])
+    slow_retries = {"retry_backoff": 1.0, "num_retries": 4}  # the defaults: retried for ~40 s before
+    res = rlm(root, "gpt-4o-mini", timeout=20.0, **slow_retries).completion("q", "ctx")
+    lines = res.trajectory.iterations[0].cells[0].text.strip().splitlines()
+    assert lines == [lines[0], "fast"] and "OPENAI_API_KEY" in lines[0] and "no API key" in lines[0], lines
+    t0 = time.monotonic()
+    res2 = rlm("gpt-4o-mini", **slow_retries).completion("q", "ctx")
+    elapsed = time.monotonic() - t0
+    assert res2.status == "error" and "OPENAI_API_KEY" in res2.message and "\n" not in res2.message and elapsed < 15
+    record("provider key missing (gpt-4o-mini, no OPENAI_API_KEY)", True, lines[0], elapsed)
+
+
+def test_the_key_check_only_refuses_a_provider_whose_api_key_is_surely_missing(monkeypatch):
+    from rlm_jupyter.lm.client import MissingCredentials, check_credentials
+
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+    with pytest.raises(MissingCredentials, match="set OPENAI_API_KEY"):
+        check_credentials("gpt-4o-mini", {}, environ={})
+    with pytest.raises(MissingCredentials, match="ANTHROPIC_API_KEY"):
+        check_credentials("anthropic/claude-3-haiku-20240307", {}, environ={})
+    check_credentials("gpt-4o-mini", {"api_key": "sk-x"}, environ={})  # a key in the call's arguments
+    check_credentials("anthropic/claude-3-haiku-20240307", {}, environ={"ANTHROPIC_AUTH_TOKEN": "t"})  # another credential
+    check_credentials("ollama/llama3", {}, environ={})  # no key needed (a local server)
+    check_credentials("bedrock/anthropic.claude-v2", {}, environ={})  # cloud credentials come from elsewhere
+    check_credentials("vertex_ai/gemini-pro", {}, environ={})
+    check_credentials(model("any", ["x"]), {}, environ={})  # a custom provider

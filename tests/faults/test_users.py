@@ -139,7 +139,8 @@ CHILD = textwrap.dedent(
         env = KernelREPL(sandbox={sandbox})
         await env.start(handler)
         await env.load_context("private user data " * 1000)
-        print(json.dumps({{"env_id": env.env_id, "workdir": env.workdir, "sandboxed": env.sandboxed}}), flush=True)
+        print(json.dumps({{"env_id": env.env_id, "workdir": env.workdir, "sandboxed": env.sandboxed, "mode": env.sandbox_mode}}),
+              flush=True)
         await env.execute("import os, time\\nif os.fork() == 0:\\n    time.sleep(3600)\\ntime.sleep(3600)")
 
     asyncio.run(main())
@@ -148,15 +149,14 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("sandbox", [True, False], ids=["sandbox", "fallback"])
+@pytest.mark.parametrize("sandbox", [True, False], ids=["sandbox", "plain"])
 def test_killing_the_parent_mid_run_leaves_no_process_and_no_user_data(sandbox):
-    if sandbox:
-        faultkit.require_bwrap()
+    mode = faultkit.require_sandbox() if sandbox else "plain"
     proc = subprocess.Popen([sys.executable, "-c", CHILD.format(sandbox=sandbox)], stdout=subprocess.PIPE, text=True)
     try:
         info = json.loads(proc.stdout.readline())
         time.sleep(1.0)  # the cell is running
-        assert info["sandboxed"] == sandbox
+        assert info["sandboxed"] == sandbox and info["mode"] == mode
         t0 = time.monotonic()
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -174,7 +174,6 @@ def test_killing_the_parent_mid_run_leaves_no_process_and_no_user_data(sandbox):
     assert not leaked, f"the user's context was left on disk: {leaked}"
     kernel_mod.sweep_stale_workdirs()
     assert not stale.exists(), "the next environment's start should sweep the stale work dir"
-    mode = "sandbox" if sandbox else "fallback"
     record("notebook kernel killed (SIGKILL) mid-run", not left,
            "kernel + forked child die with the parent" if not left else f"survivors until the next run's sweep: {left}", recover, mode)
     assert not left, left

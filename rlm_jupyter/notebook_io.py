@@ -6,6 +6,11 @@ summarised in a markdown table (child RLMs by their answer). Cells carry
 ``metadata["rlm"] = {"run_id", "node_id", "iteration", "block"}`` and tags
 ``rlm-run-<id>`` / ``rlm-iteration-<i>``. The notebook's ``metadata["rlm"]["events"]`` keeps
 the whole event stream, so :func:`read_notebook` rebuilds the exact trajectory.
+
+Untrusted content (issue 10): outputs pass :func:`~rlm_jupyter.safe_html.safe_outputs`
+(no executable MIME types, sanitized ``text/html``, valid base64 images); every markdown cell
+(query, model ids, prose, sub-call table, notices, answer) passes
+:func:`~rlm_jupyter.safe_html.markdown_source` (no raw HTML, no images, http(s) links only).
 """
 
 from __future__ import annotations
@@ -16,16 +21,17 @@ import pathlib
 import nbformat
 from nbformat import v4
 
-from ..core.events import Event
-from ..core.trajectory import NodeTrace, Trajectory
+from .core.events import Event
+from .core.text import one_line
+from .core.trajectory import NodeTrace, Trajectory
+from .safe_html import markdown_source, safe_outputs
 
 PROMPT_PREVIEW_CHARS = 120
 
 
 def _one_line(text: str | None, limit: int = PROMPT_PREVIEW_CHARS) -> str:
-    text = " ".join((text or "").split())
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return text.replace("|", "\\|")
+    """One table cell: :func:`~rlm_jupyter.core.text.one_line` with ``|`` escaped."""
+    return one_line(text, limit).replace("|", "\\|")
 
 
 def _subcall_table(traj: Trajectory, node: NodeTrace, index: int) -> str | None:
@@ -46,7 +52,8 @@ def _subcall_table(traj: Trajectory, node: NodeTrace, index: int) -> str | None:
                 f"| {cid} (child RLM, {len(child.iterations)} iterations) | {child.model} | {_one_line(child.query)} | "
                 f"{_one_line(child.answer)} | | |"
             )
-    return f"**Sub-calls of iteration {index}** ({len(it.subcalls)} sub-calls, {len(it.children)} child RLMs)\n\n" + "\n".join(rows)
+    head = f"**Sub-calls of iteration {index}** ({len(it.subcalls)} sub-calls, {len(it.children)} child RLMs)\n\n"
+    return head + markdown_source("\n".join(rows))
 
 
 def trajectory_to_notebook(traj: Trajectory) -> nbformat.NotebookNode:
@@ -63,12 +70,14 @@ def trajectory_to_notebook(traj: Trajectory) -> nbformat.NotebookNode:
     info = root.context_info
     nb.cells.append(
         v4.new_markdown_cell(
-            f"# RLM run `{traj.run_id}`\n\n**Query:** {root.query}\n\n"
-            f"- context: {info.get('type')}, {info.get('total_chars', 0):,} characters\n"
-            f"- root model: `{root.model}`, sub-model: `{root.sub_model}`\n"
-            f"- status: **{root.status}** {root.message}\n"
-            f"- {len(root.iterations)} iterations, {len(traj.subcalls)} sub-calls, "
-            f"{u.input_tokens:,} input + {u.output_tokens:,} output tokens, ${u.usd:.4f}",
+            markdown_source(
+                f"# RLM run `{traj.run_id}`\n\n**Query:** {root.query}\n\n"
+                f"- context: {info.get('type')}, {info.get('total_chars', 0):,} characters\n"
+                f"- root model: `{root.model}`, sub-model: `{root.sub_model}`\n"
+                f"- status: **{root.status}** {root.message}\n"
+                f"- {len(root.iterations)} iterations, {len(traj.subcalls)} sub-calls, "
+                f"{u.input_tokens:,} input + {u.output_tokens:,} output tokens, ${u.usd:.4f}"
+            ),
             metadata={"rlm": {"run_id": traj.run_id, "node_id": "0", "kind": "header"}},
         )
     )
@@ -79,7 +88,7 @@ def trajectory_to_notebook(traj: Trajectory) -> nbformat.NotebookNode:
         heading = f"### Iteration {it.index}"
         nb.cells.append(
             v4.new_markdown_cell(
-                f"{heading}\n\n{prose}" if prose else heading,
+                f"{heading}\n\n{markdown_source(prose)}" if prose else heading,
                 metadata={"rlm": {**meta, "kind": "prose"}, "tags": tags + [f"rlm-iteration-{it.index}"]},
             )
         )
@@ -87,7 +96,7 @@ def trajectory_to_notebook(traj: Trajectory) -> nbformat.NotebookNode:
             code = v4.new_code_cell(
                 cell.code.rstrip("\n"),
                 execution_count=cell.execution_count,
-                outputs=[nbformat.from_dict(o) for o in cell.outputs],
+                outputs=[nbformat.from_dict(o) for o in safe_outputs(cell.outputs)],
                 metadata={"rlm": {**meta, "block": b, "status": cell.status}, "tags": tags + [f"rlm-iteration-{it.index}"]},
             )
             nb.cells.append(code)
@@ -95,12 +104,12 @@ def trajectory_to_notebook(traj: Trajectory) -> nbformat.NotebookNode:
         if table:
             nb.cells.append(v4.new_markdown_cell(table, metadata={"rlm": {**meta, "kind": "subcalls"}}))
         if it.notices:
-            notes = "\n".join(f"> {n}" for n in it.notices)
+            notes = markdown_source("\n".join(f"> {n}" for n in it.notices))
             nb.cells.append(v4.new_markdown_cell(notes, metadata={"rlm": {**meta, "kind": "notices"}}))
     answer = root.answer if root.answer is not None else "(no answer)"
     nb.cells.append(
         v4.new_markdown_cell(
-            f"## Final answer ({root.answer_source or root.status})\n\n{answer}",
+            markdown_source(f"## Final answer ({root.answer_source or root.status})\n\n{answer}"),
             metadata={"rlm": {"run_id": traj.run_id, "node_id": "0", "kind": "final"}},
         )
     )

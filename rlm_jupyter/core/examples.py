@@ -1,0 +1,196 @@
+"""Worked examples by task shape for the small-model prompt, and the helper documentation of
+both prompt styles (issue 15).
+
+A small root model (the embedded 1.5B) copies the strategy of the one worked example it is
+shown: with a look-up example it regex-counts words on a counting task. So the example is
+chosen by the shape of the query, by rules (:func:`task_shape`, checked in this order):
+
+* ``pairs``: the query asks for pairs (``pair``/``pairs`` with ``user``, ``id`` or ``both``);
+* ``count``: a counting/aggregation word (how many, count, number of, most/least/more/less
+  common, frequency, how often) together with a word about records or labels (label, classify,
+  category, data points, records, lines, instances, entries, items, each, every, all);
+* ``multihop``: ``whose``; ``of the <word> who/that/which``; ``who/which/that wrote/made/...``;
+  ``author/founder/capital/... of`` (find X, then search for what X led to);
+* ``lookup``: anything else (the example that solved 5 of 5 needle tasks).
+
+Each example is a different task of the same shape (reviews, a book catalogue), as prior chat
+turns with REPL output labelled ``<line N>``, so nothing in it can be copied into an answer.
+"""
+
+from __future__ import annotations
+
+import re
+
+SHAPES = ("lookup", "count", "pairs", "multihop")
+
+_PAIRS = re.compile(r"\bpairs?\b", re.I)
+_PAIRS_WITH = re.compile(r"\b(?:users?|ids?|both)\b", re.I)
+_COUNT = re.compile(
+    r"\b(?:how many|count|number of|most common|least common|more common|less common|frequen\w*|how often)\b", re.I
+)
+_COUNT_WITH = re.compile(
+    r"\b(?:label\w*|classif\w*|categor\w*|data points?|records?|lines?|instances?|entries|entry|items?|each|every|all)\b",
+    re.I,
+)
+_MULTIHOP = re.compile(
+    r"\bwhose\b|\bof the \w+ (?:who|that|which)\b|\b(?:who|which|that) (?:wrote|made|built|founded|owns|invented|directed)\b"
+    r"|\b(?:author|writer|owner|founder|creator|director|inventor|mother|father|wife|husband|employer|capital) of\b",
+    re.I,
+)
+
+
+def task_shape(query: str) -> str:
+    """``"pairs"``, ``"count"``, ``"multihop"`` or ``"lookup"`` for ``query`` (see the module
+    docstring for the rules)."""
+    q = query or ""
+    if _PAIRS.search(q) and _PAIRS_WITH.search(q):
+        return "pairs"
+    if _COUNT.search(q) and _COUNT_WITH.search(q):
+        return "count"
+    if _MULTIHOP.search(q):
+        return "multihop"
+    return "lookup"
+
+
+# -- what each reply should be (SMALL_SYSTEM's first option) and the turn lines -------------------
+SMALL_STEP = {
+    "lookup": "searches `context` for the exact words of the question and prints the lines it finds",
+    "multihop": "searches `context` for the exact words of the question, then for what it found, and prints the lines",
+    "count": "labels EVERY record with llm_classify and counts the labels in code (look at a few lines first)",
+    "pairs": "labels EVERY record with llm_classify once, then builds the pairs in code (look at a few lines first)",
+}
+
+FIRST_TURN = {
+    "lookup": "search `context` for the question's exact words.",
+    "multihop": "search `context` for the question's exact words.",
+    "count": "look at a few lines of `context` to see how a record is written.",
+    "pairs": "look at a few lines of `context` to see how a record is written.",
+}
+
+NEXT_TURN = {
+    "lookup": "answer with FINAL(answer) if the output answers the question, else search again.",
+    "multihop": "answer with FINAL(answer) if the output answers the question, else search for what you found.",
+    "count": "answer with FINAL(answer) if the output gives the count, else label every record with llm_classify and count in code.",
+    "pairs": "answer with FINAL_VAR(variable) if a variable holds the pairs, else label every record with llm_classify and build the pairs in code.",
+}
+
+# -- helper documentation ------------------------------------------------------------------------
+SMALL_HELPERS = """\
+Helpers in the REPL (a block's last line is shown, as in Jupyter):
+- grep(pattern, window=0): numbered lines of `context` matching pattern (case-insensitive regex).
+- search(words, k=5): the k lines of `context` that best match the words (BM25).
+- chunks(text, size): text cut into pieces of about size characters, at line ends.
+{subcall_helpers}Never give a variable a helper's name."""
+
+SMALL_SUBCALL_HELPERS = """\
+- llm_classify(texts, labels, instruction): one label (from the list labels) for each text, \
+from a helper model. Count them in code with collections.Counter.
+- llm_map(texts, instruction): the helper model's answer for each text.
+- llm_query(prompt): ask the helper model about a text you put in the prompt.
+- summarize(text, focus): a summary of a long text, made chunk by chunk.
+"""
+
+STANDARD_HELPERS = """\
+- Task helpers: `grep(pattern, context=None, window=0)`: lines matching a regex \
+(case-insensitive), numbered `<line N>`, with `window` lines around each; \
+`search(query, k=5, items=None)`: the k lines (or `items`, e.g. chunks) ranked by BM25; \
+`chunks(text, size=4000, overlap=0)`: pieces cut at line ends.
+"""
+
+STANDARD_SUBCALL_HELPERS = """\
+- Sub-call helpers (concurrent, through `llm_query_batched`): `llm_map(items, instruction, \
+labels=None, batch=1)`: one sub-call per item (or per `batch` items); with `labels` (list of str) \
+every answer is exactly one label; `llm_classify(items, labels, instruction)`; \
+`llm_reduce(parts, question)`: answer per part, then combine; `summarize(text, focus="")`. For a \
+question over every record (counting, aggregation, pairs), label each record with \
+`llm_classify` and aggregate in code rather than guessing labels from keywords.
+"""
+
+
+def helpers_doc(style: str, subcalls: bool) -> str:
+    """The helper lines of the system prompt for ``style`` (``"small"``/``"standard"``)."""
+    if style == "small":
+        return SMALL_HELPERS.format(subcall_helpers=SMALL_SUBCALL_HELPERS if subcalls else "")
+    return STANDARD_HELPERS + (STANDARD_SUBCALL_HELPERS if subcalls else "")
+
+
+# -- the worked examples (prior chat turns) ------------------------------------------------------
+def _turns(question: str, shape: str, steps: list[tuple[str, str]], final: str) -> list[dict]:
+    msgs = [{"role": "user", "content": f"Question: {question}\nTurn 1/8: {FIRST_TURN[shape]}"}]
+    for i, (code, output) in enumerate(steps, 2):
+        msgs.append({"role": "assistant", "content": f"```repl\n{code}\n```"})
+        msgs.append({"role": "user", "content": f"REPL output:\n```\n{output}\n```\nTurn {i}/8: {NEXT_TURN[shape]}"})
+    msgs.append({"role": "assistant", "content": final})
+    return msgs
+
+
+_PEEK = (
+    "lines = context.splitlines()\nprint(len(lines))\nfor line in lines[:3]:\n    print(line)",
+    "412\nDate: Mar 3, 2021 || User: 55120 || Review: The battery died after two days.\n"
+    "Date: Jan 9, 2021 || User: 71342 || Review: Great sound, fair price.\n"
+    "Date: May 30, 2021 || User: 55120 || Review: Nice screen but the case cracked.",
+)
+_REVIEWS = (
+    "Each line holds one review that can be labelled as one of: positive, negative, mixed and unclear. "
+    "Infer the label from the text."
+)
+
+COUNT_EXAMPLE = _turns(
+    f"How many reviews in the data should be labelled 'negative'? {_REVIEWS} Give your final answer as a number.",
+    "count",
+    [
+        _PEEK,
+        (
+            "from collections import Counter\ntexts = [line.split('Review: ', 1)[-1] for line in lines]\n"
+            "labels = ['positive', 'negative', 'mixed and unclear']\n"
+            "found = llm_classify(texts, labels, 'Which label fits this review?')\nCounter(found)",
+            "Counter({'positive': 187, 'negative': 151, 'mixed and unclear': 74})",
+        ),
+    ],
+    "FINAL(151)",
+)
+
+PAIRS_EXAMPLE = _turns(
+    "List all pairs of user IDs (each pair once, lower ID first) where both users wrote at least one review "
+    f"labelled 'mixed and unclear'. {_REVIEWS} Give each pair as (id1, id2) on its own line.",
+    "pairs",
+    [
+        _PEEK,
+        (
+            "import re\nfrom collections import Counter, defaultdict\n"
+            "texts = [line.split('Review: ', 1)[-1] for line in lines]\n"
+            "found = llm_classify(texts, ['positive', 'negative', 'mixed and unclear'], 'Which label fits this review?')\n"
+            "per_user = defaultdict(Counter)\nfor line, label in zip(lines, found):\n"
+            "    per_user[re.search(r'User: (\\d+)', line).group(1)][label] += 1\n"
+            "good = sorted(u for u, c in per_user.items() if c['mixed and unclear'] >= 1)\n"
+            "pairs = [(a, b) for i, a in enumerate(good) for b in good[i + 1:]]\n"
+            "result = '\\n'.join(f'({a}, {b})' for a, b in pairs)\n"
+            "print(len(good), 'users,', len(pairs), 'pairs')\nprint(result[:200])",
+            "23 users, 253 pairs\n(10392, 11873)\n(10392, 15530)\n(10392, 20417)",
+        ),
+    ],
+    "FINAL_VAR(result)",
+)
+
+MULTIHOP_EXAMPLE = _turns(
+    "In which town was the author of the novel 'The Glass Orchard' born?",
+    "multihop",
+    [
+        (
+            "grep('Glass Orchard')",
+            "<line 3310> 'The Glass Orchard' was written by Mira Okonjo in 1987.\n"
+            "<line 9021> He never finished reading The Glass Orchard.",
+        ),
+        (
+            "grep('Mira Okonjo')",
+            "<line 3310> 'The Glass Orchard' was written by Mira Okonjo in 1987.\n"
+            "<line 5127> Mira Okonjo was born in Kisumu and moved to Lagos at ten.",
+        ),
+    ],
+    "FINAL(Kisumu)",
+)
+
+
+def example_for(shape: str, lookup: list[dict]) -> list[dict]:
+    """The worked example for ``shape``; ``lookup`` is the look-up example (prompts.py's)."""
+    return {"count": COUNT_EXAMPLE, "pairs": PAIRS_EXAMPLE, "multihop": MULTIHOP_EXAMPLE}.get(shape, lookup)

@@ -1,0 +1,153 @@
+"""Host-tool stubs INSIDE the environment kernel (stdlib only; imported by the bootstrap after
+:mod:`.kernel_side`, and by :mod:`rlm_jupyter.interop.dspy_kernel_side`).
+
+A stub (:class:`HostTool`) holds only the tool's name and its description (signature and
+docstring): calling it sends ``{"op": "tool", "name": str, "call": "<JSON [args, kwargs]>"}``
+over the sub-call channel; the function runs in the host process and its result comes back as
+a JSON string (:mod:`rlm_jupyter.core.tools`). A failure of the tool (or of the channel) is
+raised in the model's code as :class:`ToolError` with the tool's error as the message. The
+stub is not a function: ``inspect.getsource`` has nothing to show, and the host function's code
+never enters the kernel.
+
+On the host, :func:`bootstrap_code` is the line the kernel's bootstrap adds when a run has
+tools, and :data:`RESERVED` the names a tool may not take.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+try:
+    from . import kernel_side as _ks
+except ImportError:  # sent as source to a remote kernel (gateway), where kernel_side was sent the same way
+    _ks = sys.modules["rlm_jupyter_kernel_side"]
+
+# names the REPL binds itself: a tool may not take them
+RESERVED = frozenset(_ks._HELPERS) | {"context", "get_ipython", "In", "Out", "exit", "quit", "ToolError"}
+
+
+class ToolError(RuntimeError):
+    """A host tool raised (its error is the message), is unknown, or cannot be reached."""
+
+
+class HostTool:
+    """The kernel-side stand-in of a host tool: calling it calls the tool in the host process
+    (JSON arguments and result). ``__doc__`` is the tool's signature and docstring."""
+
+    def __init__(self, name: str, doc: str, request) -> None:
+        self.__name__ = self.__qualname__ = name
+        self.__doc__ = doc
+        self._request = request
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of tracebacks
+        name = self.__name__
+        try:
+            call = json.dumps([args, kwargs])
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"the arguments of {name}() must be JSON values (str, int, float, bool, None, list, dict): {exc}"
+            ) from None
+        try:
+            result = self._request("tool", name=name, call=call)
+        except _ks.SubcallError as exc:
+            raise ToolError(f"{name}(): {exc}") from None
+        return json.loads(result)
+
+    def __repr__(self) -> str:
+        first = (self.__doc__ or self.__name__).splitlines()[0]
+        return f"<host tool {first}>"
+
+
+def _request(op: str, **payload):
+    __tracebackhide__ = True  # noqa: F841
+    channel = _ks._state.channel
+    if channel is None:
+        raise ToolError("the REPL is not connected to its host (no sub-call channel)")
+    return channel.request(op, **payload)
+
+
+def make_stubs(tools_json: str, request=_request) -> dict:
+    """``{name: HostTool}`` for the JSON list of ``[name, doc]`` pairs ``tools_json``."""
+    return {name: HostTool(name, doc, request) for name, doc in json.loads(tools_json)}
+
+
+def install(shell, tools_json: str) -> None:
+    """Bind the stubs into the kernel's namespace as REPL helpers (restored after every cell if
+    the model's code deletes or rebinds one, like ``llm_query``), and ``ToolError``."""
+    stubs = make_stubs(tools_json)
+    stubs["ToolError"] = ToolError
+    _ks._HELPERS.update(stubs)
+    shell.user_ns.update(stubs)
+    _hide_own_frames(shell)
+
+
+def _without_own_frames(tb):
+    """``tb`` without this module's frames (the stub's insides; IPython's ``__tracebackhide__``
+    never hides the innermost frame, where ``ToolError`` is raised)."""
+    own = _request.__code__.co_filename
+    while tb is not None and tb.tb_frame.f_code.co_filename == own:
+        tb = tb.tb_next
+    t = tb
+    while t is not None:
+        while t.tb_next is not None and t.tb_next.tb_frame.f_code.co_filename == own:
+            t.tb_next = t.tb_next.tb_next
+        t = t.tb_next
+    return tb
+
+
+def _hide_own_frames(shell) -> None:
+    formatter = shell.InteractiveTB
+    original = formatter.structured_traceback
+    if getattr(original, "_rlm_tools_hide", False):
+        return
+
+    def structured_traceback(etype, evalue, etb=None, *args, **kwargs):
+        try:
+            etb = _without_own_frames(etb)
+        except Exception:
+            pass
+        return original(etype, evalue, etb, *args, **kwargs)
+
+    structured_traceback._rlm_tools_hide = True
+    formatter.structured_traceback = structured_traceback
+
+
+def bootstrap_code(tools) -> str:
+    """Host side: the bootstrap lines that bind the stubs of ``tools`` (a list of ``[name, doc]``
+    pairs; ``""`` when there are none)."""
+    if not tools:
+        return ""
+    return (
+        "from rlm_jupyter.environment import tools_side as _rlm_tools\n"
+        f"_rlm_tools.install(get_ipython(), {json.dumps([list(t) for t in tools])!r})\n"
+        "del _rlm_tools\n"
+    )
+
+
+def source_bootstrap_code(tools) -> str:
+    """Host side: like :func:`bootstrap_code` for a kernel that cannot import this package (a
+    gateway's, which gets ``kernel_side`` as source in module ``rlm_jupyter_kernel_side``): this
+    module's source is sent along."""
+    if not tools:
+        return ""
+    with open(__file__, encoding="utf-8") as f:
+        source = f.read()
+    return (
+        "import sys as _rlm_sys, types as _rlm_types\n"
+        "_rlm_tools = _rlm_types.ModuleType('rlm_jupyter_tools_side')\n"
+        "_rlm_sys.modules['rlm_jupyter_tools_side'] = _rlm_tools\n"
+        f"exec(compile({source!r}, 'rlm_jupyter/environment/tools_side.py', 'exec'), _rlm_tools.__dict__)\n"
+        f"_rlm_tools.install(get_ipython(), {json.dumps([list(t) for t in tools])!r})\n"
+        "del _rlm_sys, _rlm_types, _rlm_tools\n"
+    )
+
+
+def attach(env, tools):
+    """Host side: give the (unstarted) environment ``env`` the stubs to bind at its bootstrap
+    (``tools``: ``[name, doc]`` pairs; :meth:`KernelREPL._bootstrap` reads ``env.tools``); returns
+    ``env``."""
+    if tools:
+        env.tools = [list(t) for t in tools]
+    return env
