@@ -195,6 +195,13 @@ class RLM(RLMSettings):
         self.runs.append(result)
         return result
 
+    def fork(self, recording: Any, k: int, context: Any, query: str | None = None, code: str | None = None, on_event=None) -> RLMResult:
+        """Continue ``recording`` live from its root iteration ``k`` with this RLM's model (another
+        query or edited code optional); see :func:`rlm_jupyter.forking.afork` (args, errors)."""
+        from .forking import afork
+
+        return run_sync(afork(self, recording, k, context, query, code, on_event))
+
     def start(self, query: str, context: Any, step: bool | None = None, on_event: Callable[[ev.Event], None] | None = None):
         """Start a run in the background and return its :class:`~rlm_jupyter.session.Session`
         (``step()``, ``run()``, ``stop()``, ``trajectory``); ``step`` (default ``RLM.step``)

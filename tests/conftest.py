@@ -29,9 +29,37 @@ def scripted(request):
     return make
 
 
+@pytest.fixture(scope="module")
+def ip():
+    """The test IPython shell (``IPython.testing.globalipapp``) with ``%load_ext rlm_jupyter``;
+    one per test module."""
+    from IPython.testing import globalipapp
+
+    shell = globalipapp.get_ipython()  # the module attribute: after the first start, the shell itself
+    shell.run_line_magic("load_ext", "rlm_jupyter")
+    return shell
+
+
 def repl(code: str) -> str:
     """A root reply holding one ```repl block."""
     return f"```repl\n{code.strip()}\n```"
+
+
+# Host tools shared by test_tools.py and test_interop_dspy.py (run in the test process).
+def echo(*args, **kwargs) -> dict:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def host_pid() -> int:
+    return os.getpid()
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def unsendable() -> object:
+    return object()
 
 
 def kernel_children(parent: int | None = None) -> set[int]:

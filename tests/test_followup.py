@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 from conftest import repl
 from IPython.core.error import UsageError
-from IPython.testing import globalipapp
 
 from rlm_jupyter.core import events as ev
 from rlm_jupyter.rlm import RLM
@@ -60,13 +59,6 @@ def test_ask_needs_a_kept_environment(scripted):
     res = RLM(model=root, sub_model=root, cache=False).completion("q", "ctx")
     with pytest.raises(RuntimeError, match="not kept"):
         res.ask("more?")
-
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "rlm_jupyter")
-    return shell
 
 
 def test_continue_magic_runs_in_the_earlier_environment(ip, scripted):

@@ -22,7 +22,8 @@ from dspy.utils.dummies import DummyLM
 
 from rlm_jupyter.interop.dspy import JupyterInterpreter, check_syntax
 
-from conftest import kernel_children
+from conftest import echo as describe
+from conftest import fail, host_pid, kernel_children, unsendable
 
 REQUEST = contextvars.ContextVar("request", default="unset")
 
@@ -30,22 +31,6 @@ REQUEST = contextvars.ContextVar("request", default="unset")
 def add(a: int, b: int = 0) -> int:
     """Add two numbers."""
     return a + b
-
-
-def describe(*args, **kwargs) -> dict:
-    return {"args": list(args), "kwargs": kwargs}
-
-
-def host_pid() -> int:
-    return os.getpid()
-
-
-def fail(message: str) -> None:
-    raise ValueError(message)
-
-
-def unsendable() -> object:
-    return object()
 
 
 def which_request() -> str:

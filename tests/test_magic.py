@@ -4,17 +4,9 @@ import textwrap
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing import globalipapp
 from jupyter_client.manager import start_new_kernel
 
 from conftest import collect_iopub, repl
-
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = globalipapp.get_ipython()  # the module attribute: after the first start, the shell itself
-    shell.run_line_magic("load_ext", "rlm_jupyter")
-    return shell
 
 
 def test_cell_magic_runs_against_a_notebook_variable(ip, scripted):

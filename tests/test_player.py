@@ -204,13 +204,10 @@ def test_bad_sources_fail_with_one_line_errors(tmp_path):
         show(42)
 
 
-def test_rlm_show_path_opens_the_player_and_run_numbers_still_work(run, tmp_path):
+def test_rlm_show_path_opens_the_player_and_run_numbers_still_work(run, ip, tmp_path):
     from IPython.core.error import UsageError
-    from IPython.testing import globalipapp
     from IPython.utils.capture import capture_output
 
-    ip = globalipapp.get_ipython()
-    ip.run_line_magic("load_ext", "rlm_jupyter")
     path = run.to_jsonl(tmp_path / "my run.jsonl")
     with capture_output() as cap:
         ip.run_line_magic("rlm", f'show "{path}"')

@@ -299,14 +299,7 @@ def test_notebook_export_and_inserted_cells(text):
             assert_outputs_safe(m["outputs"], "outputs message")
 
 
-# -- through a real environment kernel and the magics ------------------------------------------
-@pytest.fixture(scope="module")
-def ip():
-    from IPython.testing import globalipapp
-
-    shell = globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "rlm_jupyter")
-    return shell
+# -- through a real environment kernel and the magics (fixture ip: conftest.py) ---------------
 
 
 def test_real_run_rlm_show_and_rlm_step_redisplay(ip, scripted, tmp_path):

@@ -11,11 +11,10 @@ import time
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing import globalipapp
 from jupyter_client.manager import start_new_kernel
 from traitlets import TraitError
 
-from conftest import collect_iopub, repl
+from conftest import collect_iopub, echo, fail, host_pid, repl, unsendable
 from rlm_jupyter import RLM
 from rlm_jupyter.core import events as ev
 from rlm_jupyter.core.tools import make_tools
@@ -32,22 +31,6 @@ def lookup(query: str, k: int = 3) -> list:
     time.sleep(0.2)
     secret = HOST_ONLY  # noqa: F841 - a host-side value the kernel never sees
     return [f"{query}-{i}" for i in range(k)]
-
-
-def echo(*args, **kwargs) -> dict:
-    return {"args": list(args), "kwargs": kwargs}
-
-
-def host_pid() -> int:
-    return os.getpid()
-
-
-def fail(message: str) -> None:
-    raise ValueError(message)
-
-
-def unsendable() -> object:
-    return object()
 
 
 async def async_double(x: int) -> int:
@@ -189,13 +172,6 @@ def test_bad_tools_are_refused_before_any_run(scripted):
     with pytest.raises(ValueError, match="two tools are named 'lookup'"):
         make_tools([lookup, lookup])
     assert scripted.calls(root) == []
-
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "rlm_jupyter")
-    return shell
 
 
 def test_magic_tools_option_takes_notebook_functions(ip, scripted):

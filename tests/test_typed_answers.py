@@ -6,7 +6,6 @@ drive a real environment kernel, with the sandbox (where it works here) and with
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing import globalipapp
 from pydantic import BaseModel
 from traitlets import TraitError
 
@@ -106,13 +105,6 @@ def test_bad_schemas_are_refused_before_any_run(scripted):
     with pytest.raises(TypeError, match="answer_schema must be a pydantic model class"):
         RLM(model=root, sub_model=root, sandbox="off").completion("q", "ctx", answer_schema="Person")
     assert scripted.calls(root) == []
-
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = globalipapp.get_ipython()
-    shell.run_line_magic("load_ext", "rlm_jupyter")
-    return shell
 
 
 def test_magic_schema_option_validates_the_answer(ip, scripted, capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 
@@ -13,13 +12,6 @@ from IPython.utils.capture import capture_output
 def repl(code: str) -> str:
     """A root reply holding one ```repl block (as conftest.repl; not imported: tests/faults has a conftest too)."""
     return f"```repl\n{code.strip()}\n```"
-
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = globalipapp.get_ipython()  # the module's attribute: after the first start it is the shell's own
-    shell.run_line_magic("load_ext", "rlm_jupyter")
-    return shell
 
 
 def _magics(ip):

@@ -130,10 +130,19 @@ def check_picklable(context: Any) -> None:
     """
     if isinstance(context, (str, bytes, bytearray)):
         return
-    try:
-        pickle.dumps(context, protocol=5)
-    except Exception as exc:
+    error = pickling_error(context)
+    if error is not None:
         raise ContextError(
             f"the context ({type(context).__name__}) cannot be pickled to send it to the REPL environment: "
-            f"{type(exc).__name__}: {exc}. Convert it to a str, list or dict first."
-        ) from None
+            f"{error}. Convert it to a str, list or dict first."
+        )
+
+
+def pickling_error(value: Any) -> str | None:
+    """``None`` if ``value`` pickles (protocol 5), else the pickling error as one line
+    ``"<ExceptionType>: <message>"``. Also used by :mod:`rlm_jupyter.interop.dspy_support`."""
+    try:
+        pickle.dumps(value, protocol=5)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None

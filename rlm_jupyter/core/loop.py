@@ -125,6 +125,10 @@ class RunTree:
         preamble: text put before the root's first user message (what earlier runs found).
         root_context_info: the context description given to the root instead of one computed
             from its context (a follow-up in a kept environment).
+        resume: ``None``, or where the root starts (a fork, ``rlm_jupyter.forking``): an object
+            with ``messages`` (the chat so far, system prompt first), ``pending`` (text before
+            the next turn line), ``step`` (root iterations already done) and ``reply`` (``None``,
+            or the root's reply for iteration ``step + 1``, used instead of an LM call).
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class RunTree:
         self.say: deque[str] = deque()
         self.preamble = ""
         self.root_context_info: dict | None = None
+        self.resume: Any = None
 
 
 class RLMNode(SubCallServer):
@@ -248,13 +253,20 @@ class RLMNode(SubCallServer):
         pending = messages.pop()["content"]  # the first user message gets the turn line
         if self.depth == 0 and self.tree.preamble:
             pending = f"{self.tree.preamble}\n\n{pending}"
+        first, resume = 1, self.tree.resume if self.depth == 0 else None
+        if resume is not None:  # a fork: continue a recorded conversation
+            messages, pending, first = [dict(m) for m in resume.messages], resume.pending, resume.step + 1
         last_text, repeats = None, 0
-        for it in range(1, max_it + 1):
+        for it in range(first, max_it + 1):
             budget.check()
             self.emit(ev.ITERATION_STARTED, iteration=it, max_iterations=max_it)
             pending = gt.with_user_messages(self, pending, it)
             messages.append({"role": "user", "content": f"{pending}\n\n{turn_message(s.prompt_style, it, max_it, query, s.subcalls)}"})
-            reply = await self._root_call(messages, it)
+            if resume is not None and it == first and resume.reply is not None:
+                reply = resume.reply
+                self.emit(ev.ROOT_REPLY, iteration=it, text=reply, usage=None, recorded=True)
+            else:
+                reply = await self._root_call(messages, it)
             messages.append({"role": "assistant", "content": reply})
             repeats = repeats + 1 if reply == last_text else 1
             last_text = reply

@@ -7,7 +7,7 @@ stubs of the run's host tools (:mod:`.tools_side`). Only how the modules get the
 * :class:`ImportBootstrap`: the kernel imports them from this package's checkout (a local
   kernel, sandboxed or not, sees the package read-only);
 * :class:`SourceBootstrap`: their source is sent in the code string and executed as modules
-  ``rlm_jupyter_kernel_side``/``rlm_jupyter_tools_side`` (a remote kernel, whose Python need
+  ``rlm_jupyter_kernel_guard``/``rlm_jupyter_kernel_side``/``rlm_jupyter_tools_side`` (a remote kernel, whose Python need
   not have rlm_jupyter).
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import os
 
-from . import kernel_side, tools_side
+from . import kernel_guard, kernel_side, tools_side
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,10 +55,13 @@ class SourceBootstrap:
         it as ``_rlm_ks``."""
         return (
             "import sys as _rlm_sys, types as _rlm_types\n"
+            "_rlm_kg = _rlm_types.ModuleType('rlm_jupyter_kernel_guard')\n"
+            "_rlm_sys.modules['rlm_jupyter_kernel_guard'] = _rlm_kg\n"
+            f"exec(compile({_source(kernel_guard.__file__)!r}, 'rlm_jupyter/environment/kernel_guard.py', 'exec'), _rlm_kg.__dict__)\n"
             "_rlm_ks = _rlm_types.ModuleType('rlm_jupyter_kernel_side')\n"
             "_rlm_sys.modules['rlm_jupyter_kernel_side'] = _rlm_ks\n"
             f"exec(compile({_source(kernel_side.__file__)!r}, 'rlm_jupyter/environment/kernel_side.py', 'exec'), _rlm_ks.__dict__)\n"
-            "del _rlm_sys, _rlm_types\n"
+            "del _rlm_sys, _rlm_types, _rlm_kg\n"
         )
 
     def tools(self, tools) -> str:

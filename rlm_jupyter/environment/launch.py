@@ -106,11 +106,8 @@ def _probe_unshare(unshare: str, python: str, package_dir: str) -> str | None:
             cfg["uid"] = sb.NOBODY
         conf = write_config(os.path.join(base, "launch.json"), cfg)
         os.chmod(base, 0o755)
-        out = subprocess.run(unshare_prefix(unshare) + supervisor_cmd(python, conf), capture_output=True, text=True,
-                             timeout=60, cwd="/")
-        if out.returncode != 0 or "ok" not in out.stdout or not os.path.exists(os.path.join(work, "probe")):
-            return (out.stderr or out.stdout).strip()[-400:] or f"exit status {out.returncode}"
-        return None
+        return sb.run_probe(unshare_prefix(unshare) + supervisor_cmd(python, conf), cwd="/",
+                            made=os.path.join(work, "probe"))
     except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
         return f"{type(exc).__name__}: {exc}"
     finally:

@@ -28,6 +28,8 @@ import threading
 from importlib import metadata
 from typing import Any, Callable
 
+from ..plugins import entry_points
+
 GROUP = "rlm_jupyter.environments"
 
 EnvironmentFactory = Callable[[Any, "str | None"], Any]
@@ -70,7 +72,6 @@ def gateway_environment(rlm, python: str | None = None):
 
 _lock = threading.Lock()
 _factories: dict[str, EnvironmentFactory] = {"kernel": kernel_environment, "gateway": gateway_environment}
-_entry_points: dict[str, metadata.EntryPoint] | None = None
 
 
 def register_environment(name: str, factory: EnvironmentFactory) -> None:
@@ -88,10 +89,7 @@ def register_environment(name: str, factory: EnvironmentFactory) -> None:
 
 
 def _installed() -> dict[str, metadata.EntryPoint]:
-    global _entry_points
-    if _entry_points is None:
-        _entry_points = {ep.name: ep for ep in metadata.entry_points(group=GROUP)}
-    return _entry_points
+    return entry_points(GROUP)
 
 
 def environment_names() -> list[str]:

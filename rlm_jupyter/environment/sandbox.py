@@ -295,6 +295,21 @@ def bwrap_argv(
     return args
 
 
+def run_probe(argv: list[str], cwd: str | None = None, made: str | None = None) -> str | None:
+    """Run a sandbox probe ``argv`` (a command that prints ``ok``; at most 60 seconds);
+    ``None`` if it worked (exit status 0, ``ok`` printed and, when given, the file ``made``
+    exists), else why not (the last 400 characters of its stderr or stdout). Also used by
+    :mod:`.launch`.
+
+    Raises:
+        OSError, subprocess.SubprocessError: the command could not be run or timed out.
+    """
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=cwd)
+    if out.returncode != 0 or "ok" not in out.stdout or (made is not None and not os.path.exists(made)):
+        return (out.stderr or out.stdout).strip()[-400:] or f"exit status {out.returncode}"
+    return None
+
+
 @functools.lru_cache(maxsize=8)
 def _probe(bwrap: str, python: str, package_dir: str) -> str | None:
     """Run a trivial command in the sandbox; ``None`` if it works, else why not."""
@@ -304,10 +319,7 @@ def _probe(bwrap: str, python: str, package_dir: str) -> str | None:
     try:
         argv = bwrap_argv(python, d, {"PATH": "/usr/bin:/bin"}, package_dir, bwrap=bwrap)
         argv += [python, "-c", "import ipykernel, socket; print('ok')"]
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-        if out.returncode != 0 or "ok" not in out.stdout:
-            return (out.stderr or out.stdout).strip()[-400:] or f"exit status {out.returncode}"
-        return None
+        return run_probe(argv)
     except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
         return f"{type(exc).__name__}: {exc}"
     finally:

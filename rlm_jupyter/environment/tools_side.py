@@ -83,35 +83,10 @@ def install(shell, tools_json: str) -> None:
     _hide_own_frames(shell)
 
 
-def _without_own_frames(tb):
-    """``tb`` without this module's frames (the stub's insides; IPython's ``__tracebackhide__``
-    never hides the innermost frame, where ``ToolError`` is raised)."""
-    own = _request.__code__.co_filename
-    while tb is not None and tb.tb_frame.f_code.co_filename == own:
-        tb = tb.tb_next
-    t = tb
-    while t is not None:
-        while t.tb_next is not None and t.tb_next.tb_frame.f_code.co_filename == own:
-            t.tb_next = t.tb_next.tb_next
-        t = t.tb_next
-    return tb
-
-
 def _hide_own_frames(shell) -> None:
-    formatter = shell.InteractiveTB
-    original = formatter.structured_traceback
-    if getattr(original, "_rlm_tools_hide", False):
-        return
-
-    def structured_traceback(etype, evalue, etb=None, *args, **kwargs):
-        try:
-            etb = _without_own_frames(etb)
-        except Exception:
-            pass
-        return original(etype, evalue, etb, *args, **kwargs)
-
-    structured_traceback._rlm_tools_hide = True
-    formatter.structured_traceback = structured_traceback
+    """Leave this module's frames (the stub's insides, where ``ToolError`` is raised) out of
+    every traceback the shell renders."""
+    _ks._hide_frames_of(shell, _request.__code__.co_filename, "_rlm_tools_hide")
 
 
 def bootstrap_code(tools) -> str:

@@ -13,6 +13,7 @@ import pickle
 import tempfile
 from typing import Any, Callable
 
+from ..core.context import pickling_error
 from ..core.tools import by_keyword, jsonable  # noqa: F401 - shared with this project's own host tools
 from ..core.tools import describe as describe_tool
 from ..environment import kernel_side
@@ -127,12 +128,10 @@ def write_variables(repl: Any, send: dict[str, Any]) -> str:
         data = pickle.dumps(send, protocol=5)
     except Exception:
         for name, value in send.items():
-            try:
-                pickle.dumps(value, protocol=5)
-            except Exception as exc:
+            error = pickling_error(value)
+            if error is not None:
                 raise CodeInterpreterError(
-                    f"variable {name!r} ({type(value).__name__}) cannot be pickled to send it to the kernel: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"variable {name!r} ({type(value).__name__}) cannot be pickled to send it to the kernel: {error}"
                 ) from None
         raise
     fd, path = tempfile.mkstemp(prefix="vars-", dir=repl.workdir)

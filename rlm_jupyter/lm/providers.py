@@ -24,6 +24,8 @@ import threading
 from importlib import metadata
 from typing import Callable
 
+from ..plugins import entry_points
+
 GROUP = "rlm_jupyter.lm_providers"
 
 Prepare = Callable[[str], None]
@@ -35,7 +37,6 @@ _BUILTIN = {
 }
 _lock = threading.Lock()
 _registered: dict[str, Prepare] = {}
-_installed: dict[str, metadata.EntryPoint] | None = None
 _prepared: set[str] = set()  # model ids already prepared (or needing nothing)
 
 
@@ -56,10 +57,7 @@ def register_lm_provider(name: str, prepare: Prepare) -> None:
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
-    global _installed
-    if _installed is None:
-        _installed = {ep.name: ep for ep in metadata.entry_points(group=GROUP)}
-    return _installed
+    return entry_points(GROUP)
 
 
 def lm_provider_names() -> list[str]:
