@@ -159,6 +159,17 @@ def test_tools_dict_is_mutable(interp):
         interp.execute("shout('hi')")
 
 
+def test_a_tool_may_take_a_task_helpers_name(interp):
+    """The kernel's task helpers (grep, search, chunks, ...) are not reserved: a DSPy tool
+    named `search` is the one the code calls, also in a later block."""
+    interp.tools["search"] = lambda query, k=3: f"host search {query} {k}"
+    try:
+        assert interp.execute("search('cats', k=2)") == "host search cats 2"
+        assert interp.execute("search('dogs')") == "host search dogs 3"
+    finally:
+        del interp.tools["search"]
+
+
 def test_dspy_callbacks_see_executions_and_tool_calls(interp):
     seen = []
 

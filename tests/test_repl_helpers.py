@@ -134,12 +134,6 @@ def test_a_block_shows_its_last_value_and_says_when_it_printed_nothing(scripted)
     assert res.answer == "42"
 
 
-def test_rebinding_a_helper_name_is_undone_and_reported(scripted):
-    res, root = _run(scripted, [repl("grep = 3"), repl("print(callable(grep))"), "FINAL(ok)"])
-    assert _cells(res)[1].strip() == "True"
-    assert "grep" in scripted.calls(root)[1][-1]["content"]
-
-
 def test_labels_parser_grammar_and_checks():
     labs = ["human being", "numeric value", "entity"]
     assert lb.match_label(" Entity. ", labs) == "entity"
@@ -185,3 +179,17 @@ def test_small_prompt_shows_the_worked_example_of_the_query_shape():
     # the standard style documents the helpers too
     std = system_prompt("standard", info, 4000, 30000, 1, 0, True, ["m"])
     assert all(f"`{h}(" in std for h in ("grep", "search", "chunks", "llm_map", "llm_classify", "llm_reduce", "summarize"))
+
+
+def test_a_task_helper_name_rebound_by_the_model_keeps_its_value(scripted):
+    """`parts = chunks(...)` is fine, and so is `chunks = chunks(...)`: a rebound task helper is
+    the model's variable (only deleting it brings the helper back); protocol helpers such as
+    llm_query are restored either way."""
+    code = "chunks = chunks(context, 500)\nllm_query = None"
+    res, _ = _run(scripted, [repl(code), repl("print(type(chunks).__name__, len(chunks) > 1, callable(llm_query))\ndel chunks"),
+                             repl("print(callable(chunks))"), "FINAL(done)"])
+    first, second, third = _cells(res)[:3]
+    notices = [n for it in res.trajectory.iterations for n in it.notices]
+    assert second.split() == ["list", "True", "True"]
+    assert any("llm_query" in n for n in notices) and not any("chunks" in n and "restored" in n for n in notices[:1])
+    assert third.strip() == "True"

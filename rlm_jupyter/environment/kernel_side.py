@@ -205,9 +205,9 @@ def FINAL_VAR(name) -> None:  # noqa: N802 - protocol name
 def SHOW_VARS() -> None:  # noqa: N802 - protocol name
     """Print the REPL's variables with their types and sizes."""
     ns = _state.shell.user_ns if _state.shell is not None else {}
-    hidden = set(_HELPERS) | {"In", "Out", "exit", "quit", "get_ipython"}
+    hidden = {"In", "Out", "exit", "quit", "get_ipython"}
     for k, v in sorted(ns.items()):
-        if k.startswith("_") or k in hidden or type(v).__name__ == "module":
+        if k.startswith("_") or k in hidden or _HELPERS.get(k) is v or type(v).__name__ == "module":
             continue
         size = ""
         try:
@@ -231,6 +231,10 @@ try:  # task helpers (grep, search, chunks, llm_map, llm_classify, ...); none wh
     from .repl_helpers import make_helpers as _make_helpers
 except ImportError:
     _make_helpers = None
+# The protocol helpers above are restored whenever model code deletes or rebinds them; a task
+# helper only when deleted (``chunks = chunks(context, 1000)`` keeps the model's variable, and a
+# DSPy tool may take a task helper's name).
+_PROTOCOL = frozenset(_HELPERS)
 if _make_helpers is not None:
     _HELPERS.update(_make_helpers(lambda op, **kw: _state.channel.request(op, **kw), lambda: _state.shell.user_ns))
 
@@ -339,10 +343,11 @@ def value_text(name: str) -> str:
 
 
 def restore_helpers() -> str:
-    """Re-bind any helper the model's code deleted or rebound; JSON list of their names."""
+    """Re-bind any protocol helper the model's code deleted or rebound, and any task helper it
+    deleted; JSON list of their names."""
     ns = _state.shell.user_ns
-    fixed = [k for k, v in _HELPERS.items() if ns.get(k) is not v]
-    ns.update(_HELPERS)
+    fixed = [k for k, v in _HELPERS.items() if (ns.get(k) is not v if k in _PROTOCOL else k not in ns)]
+    ns.update({k: _HELPERS[k] for k in fixed})
     return json.dumps(fixed)
 
 

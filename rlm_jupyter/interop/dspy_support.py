@@ -19,8 +19,9 @@ from ..core.tools import describe as describe_tool
 from ..environment import kernel_side
 from ..environment.kernel import strip_ansi
 
-# names the environment kernel binds itself (kernel_side) or that SUBMIT owns
-KERNEL_NAMES = frozenset(getattr(kernel_side, "_HELPERS", ())) | {
+# names the environment kernel binds itself and restores (kernel_side's protocol helpers; its
+# task helpers such as `search` may be shadowed by a tool) or that SUBMIT owns
+KERNEL_NAMES = frozenset(getattr(kernel_side, "_PROTOCOL", ())) | {
     "llm_query", "llm_query_batched", "rlm_query", "FINAL", "FINAL_VAR", "SHOW_VARS", "SubcallError",
     "SUBMIT", "__builtins__", "get_ipython", "In", "Out", "exit", "quit",
 }
