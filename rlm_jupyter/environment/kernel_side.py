@@ -231,12 +231,16 @@ try:  # task helpers (grep, search, chunks, llm_map, llm_classify, ...); none wh
     from .repl_helpers import make_helpers as _make_helpers
 except ImportError:
     _make_helpers = None
-# The protocol helpers above are restored whenever model code deletes or rebinds them; a task
-# helper only when deleted (``chunks = chunks(context, 1000)`` keeps the model's variable, and a
-# DSPy tool may take a task helper's name).
+# The protocol helpers above (and host tools, added by tools_side) are restored whenever model
+# code deletes or rebinds them; a task helper only when deleted (``chunks = chunks(context,
+# 1000)`` keeps the model's variable, and a tool may take a task helper's name).
 _PROTOCOL = frozenset(_HELPERS)
+_TASK: frozenset = frozenset()
 if _make_helpers is not None:
-    _HELPERS.update(_make_helpers(lambda op, **kw: _state.channel.request(op, **kw), lambda: _state.shell.user_ns))
+    _task_helpers = _make_helpers(lambda op, **kw: _state.channel.request(op, **kw), lambda: _state.shell.user_ns)
+    _TASK = frozenset(_task_helpers)
+    _HELPERS.update(_task_helpers)
+    del _task_helpers
 
 
 def _own(tb) -> bool:
@@ -343,10 +347,10 @@ def value_text(name: str) -> str:
 
 
 def restore_helpers() -> str:
-    """Re-bind any protocol helper the model's code deleted or rebound, and any task helper it
-    deleted; JSON list of their names."""
+    """Re-bind any protocol helper or host tool the model's code deleted or rebound, and any
+    task helper it deleted; JSON list of their names."""
     ns = _state.shell.user_ns
-    fixed = [k for k, v in _HELPERS.items() if (ns.get(k) is not v if k in _PROTOCOL else k not in ns)]
+    fixed = [k for k, v in _HELPERS.items() if (k not in ns if k in _TASK else ns.get(k) is not v)]
     ns.update({k: _HELPERS[k] for k in fixed})
     return json.dumps(fixed)
 
