@@ -172,3 +172,23 @@ def test_host_tools_reach_a_kernel_on_the_gateway(gateway_url, scripted):
     res = RLM(model=root, sub_model=root, gateway_url=gateway_url).completion("q", "ctx", tools=[lookup])
     cells = [c for it in res.trajectory.iterations for c in it.cells]
     assert res.status == "done" and cells[0].text.strip() == "apple rlm_jupyter_tools_side"  # sent as source
+
+
+@pytest.mark.timeout(120)
+def test_task_helpers_reach_a_kernel_on_the_gateway(gateway_url, scripted):
+    """grep, chunks, llm_classify and batched llm_map are sent as source too (modules
+    rlm_jupyter_repl_helpers and rlm_jupyter_labels)."""
+    sub = scripted(lambda m: "1: entity\n2: a human being\n3: Human Being." if "3. bob" in m[-1]["content"]
+                   else "entity" if "apple" in m[-1]["content"] else "human being")
+    root = scripted([
+        repl("import sys\nprint(grep('pear'), len(chunks(context, 12)), 'rlm_jupyter_repl_helpers' in sys.modules)\n"
+             "print(llm_classify(context.splitlines(), ['entity', 'human being']))\n"
+             "print(llm_map(context.splitlines(), 'label?', labels=['entity', 'human being'], batch=3))"),
+        "FINAL(ok)",
+    ])
+    res = RLM(model=root, sub_model=sub, gateway_url=gateway_url).completion("q", "apple\npear seller\nbob")
+    cells = [c for it in res.trajectory.iterations for c in it.cells]
+    assert res.status == "done", cells[0].text
+    first, second, third = cells[0].text.strip().splitlines()
+    assert first == "<line 1> pear seller 3 True"
+    assert second == third == "['entity', 'human being', 'human being']"  # batched: labels matched in the kernel

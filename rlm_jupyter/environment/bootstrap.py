@@ -7,8 +7,9 @@ stubs of the run's host tools (:mod:`.tools_side`). Only how the modules get the
 * :class:`ImportBootstrap`: the kernel imports them from this package's checkout (a local
   kernel, sandboxed or not, sees the package read-only);
 * :class:`SourceBootstrap`: their source is sent in the code string and executed as modules
-  ``rlm_jupyter_kernel_guard``/``rlm_jupyter_kernel_side``/``rlm_jupyter_tools_side`` (a remote kernel, whose Python need
-  not have rlm_jupyter).
+  ``rlm_jupyter_kernel_guard``/``rlm_jupyter_labels``/``rlm_jupyter_repl_helpers``/``rlm_jupyter_kernel_side``/
+  ``rlm_jupyter_tools_side`` (a remote kernel, whose Python need not have rlm_jupyter; the task
+  helpers' ``search`` then needs ``bm25s`` in that kernel).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 import functools
 import os
 
-from . import kernel_guard, kernel_side, tools_side
+from ..core import labels
+from . import kernel_guard, kernel_side, repl_helpers, tools_side
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -58,10 +60,16 @@ class SourceBootstrap:
             "_rlm_kg = _rlm_types.ModuleType('rlm_jupyter_kernel_guard')\n"
             "_rlm_sys.modules['rlm_jupyter_kernel_guard'] = _rlm_kg\n"
             f"exec(compile({_source(kernel_guard.__file__)!r}, 'rlm_jupyter/environment/kernel_guard.py', 'exec'), _rlm_kg.__dict__)\n"
+            "_rlm_lb = _rlm_types.ModuleType('rlm_jupyter_labels')\n"
+            "_rlm_sys.modules['rlm_jupyter_labels'] = _rlm_lb\n"
+            f"exec(compile({_source(labels.__file__)!r}, 'rlm_jupyter/core/labels.py', 'exec'), _rlm_lb.__dict__)\n"
+            "_rlm_rh = _rlm_types.ModuleType('rlm_jupyter_repl_helpers')\n"
+            "_rlm_sys.modules['rlm_jupyter_repl_helpers'] = _rlm_rh\n"
+            f"exec(compile({_source(repl_helpers.__file__)!r}, 'rlm_jupyter/environment/repl_helpers.py', 'exec'), _rlm_rh.__dict__)\n"
             "_rlm_ks = _rlm_types.ModuleType('rlm_jupyter_kernel_side')\n"
             "_rlm_sys.modules['rlm_jupyter_kernel_side'] = _rlm_ks\n"
             f"exec(compile({_source(kernel_side.__file__)!r}, 'rlm_jupyter/environment/kernel_side.py', 'exec'), _rlm_ks.__dict__)\n"
-            "del _rlm_sys, _rlm_types, _rlm_kg\n"
+            "del _rlm_sys, _rlm_types, _rlm_kg, _rlm_lb, _rlm_rh\n"
         )
 
     def tools(self, tools) -> str:

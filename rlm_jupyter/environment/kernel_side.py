@@ -227,10 +227,13 @@ _HELPERS = {
     "SubcallError": SubcallError,
 }
 
-try:  # task helpers (grep, search, chunks, llm_map, llm_classify, ...); none when sent as source (gateway)
+try:  # task helpers (grep, search, chunks, llm_map, llm_classify, ...)
     from .repl_helpers import make_helpers as _make_helpers
-except ImportError:
-    _make_helpers = None
+except ImportError:  # sent as source (a gateway kernel): SourceBootstrap ran repl_helpers first
+    import sys as _sys
+
+    _make_helpers = getattr(_sys.modules.get("rlm_jupyter_repl_helpers"), "make_helpers", None)
+    del _sys
 # The protocol helpers above (and host tools, added by tools_side) are restored whenever model
 # code deletes or rebinds them; a task helper only when deleted (``chunks = chunks(context,
 # 1000)`` keeps the model's variable, and a tool may take a task helper's name).

@@ -31,6 +31,18 @@ SHOW_ROW_CHARS = 400
 DEFAULT_CLASSIFY = "Which label fits this text best?"
 
 
+def _match_label() -> Callable[[str, list], str]:
+    """``core.labels.match_label``: imported from the package, or (a gateway kernel, which got
+    the modules as source) the module ``rlm_jupyter_labels`` that SourceBootstrap sent."""
+    try:
+        from rlm_jupyter.core.labels import match_label
+    except ImportError:
+        import sys
+
+        match_label = sys.modules["rlm_jupyter_labels"].match_label
+    return match_label
+
+
 class Lines(list):
     """A list of ``str`` rows whose ``repr``/``str`` is the rows, one per line (at most
     :data:`SHOW_ROWS`, each cut to :data:`SHOW_ROW_CHARS` characters, then a count of the rest)."""
@@ -184,9 +196,7 @@ def make_helpers(request: Callable[..., Any], namespace: Callable[[], dict]) -> 
                 elif ans is None:
                     ans = "[unanswered]"
                 elif labels:
-                    from rlm_jupyter.core.labels import match_label
-
-                    ans = match_label(ans, labels)
+                    ans = _match_label()(ans, labels)
                 out.append(ans)
         return out
 
