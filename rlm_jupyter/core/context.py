@@ -132,10 +132,16 @@ def check_picklable(context: Any) -> None:
         return
     error = pickling_error(context)
     if error is not None:
-        raise ContextError(
-            f"the context ({type(context).__name__}) cannot be pickled to send it to the REPL environment: "
-            f"{error}. Convert it to a str, list or dict first."
-        )
+        raise unpicklable(context, error)
+
+
+def unpicklable(context: Any, error: str) -> ContextError:
+    """The one-line :class:`ContextError` for a ``context`` that failed to pickle with
+    ``error`` (``"<ExceptionType>: <message>"``)."""
+    return ContextError(
+        f"the context ({type(context).__name__}) cannot be pickled to send it to the REPL environment: "
+        f"{error}. Convert it to a str, list or dict first."
+    )
 
 
 def pickling_error(value: Any) -> str | None:

@@ -23,20 +23,13 @@ import pickle
 import tempfile
 from typing import Any, Awaitable, Callable
 
-from ..core.context import ContextError
+from ..core.context import ContextError, unpicklable
 
 CONTEXT_WRITE_CHARS = 8_000_000  # characters encoded at a time (a 400 MB str needs no second copy)
 CHUNK_BYTES = 4 * 1024 * 1024  # context bytes per execute request (ChunkTransfer)
 LOAD_TIMEOUT = 600.0  # seconds the kernel may take to read or decode the context
 
 Silent = Callable[..., Awaitable[dict]]
-
-
-def _unpicklable(context: Any, exc: BaseException) -> ContextError:
-    return ContextError(
-        f"the context ({type(context).__name__}) cannot be pickled to send it to the REPL environment: "
-        f"{type(exc).__name__}: {exc}. Convert it to a str, list or dict first."
-    )
 
 
 def encode_context(context: Any) -> tuple[bytes, str]:
@@ -52,7 +45,7 @@ def encode_context(context: Any) -> tuple[bytes, str]:
     try:
         return pickle.dumps(context, protocol=5), "pickle"
     except Exception as exc:
-        raise _unpicklable(context, exc) from None
+        raise unpicklable(context, f"{type(exc).__name__}: {exc}") from None
 
 
 def prepare_context(context: Any, directory: str) -> tuple[str, str]:
@@ -76,7 +69,7 @@ def prepare_context(context: Any, directory: str) -> tuple[str, str]:
         try:
             pickle.dump(context, f, protocol=5)
         except Exception as exc:
-            raise _unpicklable(context, exc) from None
+            raise unpicklable(context, f"{type(exc).__name__}: {exc}") from None
     return path, "pickle"
 
 
