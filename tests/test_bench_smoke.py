@@ -52,6 +52,22 @@ def test_quality_smoke_writes_json_with_sane_fields(tmp_path):
     sniah = {r["method"]: r["score"] for r in res["rows"] if r["task"]["kind"] == "sniah"}
     assert sniah == {"base": 0.0, "rlm": 1.0, "rlm_nosub": 1.0}
     assert len(res["summary"]) == 9
+    for r in res["rows"]:  # RLM rows: LM time without overlap, the root's trace
+        if r["method"].startswith("rlm"):
+            assert 0 < r["lm_busy_seconds"] <= r["wall_seconds"] and r["trace"][-1].get("final") is not None, r
+            assert r["lm_busy_seconds"] <= r["lm_seconds"] + 1e-6
+
+
+def test_lm_busy_seconds_is_the_union_of_call_intervals():
+    from bench.quality.methods import lm_busy_seconds
+    from rlm_jupyter.core.events import Event
+
+    def e(kind, t, secs):
+        return Event(kind, "0", None, 0, t, {"usage": {"seconds": secs}})
+
+    events = [e("root_reply", 2.0, 2.0), e("subcall_finished", 5.0, 2.0), e("subcall_finished", 5.5, 2.0),
+              e("code_finished", 6.0, 9.0), e("root_reply", 9.0, 1.0)]
+    assert lm_busy_seconds(events) == pytest.approx(2.0 + 2.5 + 1.0)  # [0,2] + [3,5.5] + [8,9]
 
 
 def test_interpreter_smoke_writes_json_with_sane_fields(tmp_path):

@@ -46,6 +46,10 @@ class Outcome:
         iterations: root turns (RLM); subcalls: sub-calls made (RLM without sub-calls: refused).
         truncated / kept_fraction / prompt_tokens: base model only (context cut to the window).
         error: exception text when the method failed outright.
+        trace: the root's code blocks, their output and the final answer (RLM; diagnosis).
+        lm_busy_seconds: wall-clock seconds during which at least one LM call was in flight
+            (RLM: the union of every root and sub-call interval); ``lm_seconds`` sums calls
+            that overlap (concurrent sub-calls), this does not.
     """
 
     answer: str | None
@@ -67,6 +71,8 @@ class Outcome:
     unique_tokens: int | None = None
     one_state_tokens: int | None = None
     helpers: dict = dataclasses.field(default_factory=dict)
+    trace: list = dataclasses.field(default_factory=list)
+    lm_busy_seconds: float | None = None
 
 
 def prepare_model(model: str) -> None:
@@ -158,7 +164,8 @@ def run_rlm(task: Task, model: str, sub_model: str | None = None, subcalls: bool
     return _with_local_stats(Outcome(res.answer, res.status, u.input_tokens, u.output_tokens, u.usd, u.cost_known, u.seconds,
                                      u.calls, time.perf_counter() - t0, iterations=root_its, subcalls=subs,
                                      error=res.message if res.status not in ("done",) else None,
-                                     helpers=helpers_used(events)), model)
+                                     helpers=helpers_used(events), trace=root_trace(events),
+                                     lm_busy_seconds=lm_busy_seconds(events)), model)
 
 
 HELPER_NAMES = ("grep", "search", "chunks", "llm_map", "llm_classify", "llm_reduce", "summarize",
@@ -178,6 +185,40 @@ def _with_local_stats(o: Outcome, model: str) -> Outcome:
         o.evaluated_tokens, o.unique_tokens = st.get("evaluated_tokens"), st.get("unique_tokens")
         o.one_state_tokens = st.get("one_state_tokens")
     return o
+
+
+def lm_busy_seconds(events: list) -> float:
+    """Seconds (wall clock) in which at least one LM call of the run was in flight: the union of
+    the intervals ``[t - usage.seconds, t]`` of every ``root_reply`` and ``subcall_finished``
+    event (a call's usage holds its own duration; events carry their time ``t``)."""
+    spans = []
+    for e in events:
+        if e.kind in (ev.ROOT_REPLY, ev.SUBCALL_FINISHED):
+            secs = float(((e.data.get("usage") or {}).get("seconds")) or 0.0)
+            if secs > 0:
+                spans.append((e.t - secs, e.t))
+    busy, end = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b > end:
+            busy += b - max(a, end)
+            end = b
+    return busy
+
+
+def root_trace(events: list, chars: int = 400) -> list[dict]:
+    """The root's code blocks and their output (first ``chars`` characters each), and the final
+    answer's source: enough to see why an answer was wrong."""
+    out: list[dict] = []
+    for e in events:
+        if e.node_id != "0":
+            continue
+        if e.kind == ev.CODE_STARTED:
+            out.append({"code": (e.data.get("code") or "")[:chars]})
+        elif e.kind == ev.CODE_FINISHED and out:
+            out[-1]["output"] = (e.data.get("text") or "")[:chars]
+        elif e.kind == ev.FINAL:
+            out.append({"final": str(e.data.get("answer"))[:chars], "source": e.data.get("source")})
+    return out
 
 
 def helpers_used(events: list) -> dict:

@@ -33,6 +33,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
             "truncated": sum(1 for r in rs if r.get("truncated")),
             "kept_fraction": (sum(r["kept_fraction"] for r in rs if r.get("kept_fraction") is not None) / n) if method in ("base", "codeact") else None,
             "errors": sum(1 for r in rs if r["status"] == "error"),
+            "lm_busy_seconds": _mean_known(rs, "lm_busy_seconds"),
+            "wall_over_lm": _wall_over_lm(rs),
             "prefill_ratio": _ratio(rs),
             "prefill_ratio_one_state": _ratio(rs, "one_state_tokens"),
             "helpers": _helpers(rs),
@@ -46,6 +48,18 @@ def _ratio(rs: list[dict], key: str = "evaluated_tokens") -> float | None:
     ev = sum(r.get(key) or 0 for r in rs)
     un = sum(r.get("unique_tokens") or 0 for r in rs)
     return ev / un if un else None
+
+
+def _mean_known(rs: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in rs if r.get(key) is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _wall_over_lm(rs: list[dict]) -> float | None:
+    """Wall seconds / seconds with an LM call in flight, summed over the rows that have both
+    (1.0: the run did nothing but wait for the LM)."""
+    pairs = [(r["wall_seconds"], r["lm_busy_seconds"]) for r in rs if r.get("lm_busy_seconds")]
+    return sum(w for w, _ in pairs) / sum(b for _, b in pairs) if pairs else None
 
 
 def _helpers(rs: list[dict]) -> str:
@@ -75,16 +89,19 @@ def render(result: dict) -> str:
             a["kind"], a["length"], METHOD_NAMES[a["method"]], a["n"], f"{a['score'] * 100:.1f}",
             f"{a['input_tokens']:,.0f}", f"{a['output_tokens']:,.0f}",
             f"${a['usd']:.4f}" + ("" if a["cost_known"] else "+"), f"{a['wall_seconds']:.1f}",
-            f"{a['lm_seconds']:.1f}", _fmt_ratio(a), trunc,
+            f"{a['lm_seconds']:.1f}", "" if a.get("wall_over_lm") is None else f"{a['wall_over_lm']:.2f}",
+            _fmt_ratio(a), trunc,
             a["errors"] or "", a.get("helpers") or "",
         ])
-    head = ["task", "tokens", "method", "n", "score %", "in tok", "out tok", "USD", "wall s", "LM s", "prefill/unique (1 state)",
+    head = ["task", "tokens", "method", "n", "score %", "in tok", "out tok", "USD", "wall s", "LM s", "wall/LM busy", "prefill/unique (1 state)",
             "base prompt", "errors", "helpers (runs)"]
     notes = [
         f"model {result['model']} (sub-calls: {result['sub_model']}); base window {result['base_window']:,} tokens: "
         "contexts longer than that were CUT in the middle for the base model (see 'base prompt').",
         "Scores: S-NIAH fraction of gold strings found; OOLONG 0.75^|gold-pred| for numbers, else exact; "
         "Pairs F1. OOLONG-style tasks are generated from TREC, not OOLONG itself: not comparable with the paper.",
+        "LM s sums every call (concurrent sub-calls overlap); wall/LM busy = wall time over the time in which "
+        "at least one LM call was in flight (RLM).",
     ]
     return table(head, rows) + "\n" + "\n".join(notes)
 
