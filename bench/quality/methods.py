@@ -213,7 +213,7 @@ def root_trace(events: list, chars: int = 400) -> list[dict]:
         if e.node_id != "0":
             continue
         if e.kind == ev.CODE_STARTED:
-            out.append({"code": (e.data.get("code") or "")[:chars]})
+            out.append({"code": (e.data.get("code") or "")[: 3 * chars]})
         elif e.kind == ev.CODE_FINISHED and out:
             out[-1]["output"] = (e.data.get("text") or "")[:chars]
         elif e.kind == ev.FINAL:

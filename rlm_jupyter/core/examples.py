@@ -56,7 +56,7 @@ def task_shape(query: str) -> str:
 SMALL_STEP = {
     "lookup": "searches `context` for the exact words of the question and prints the lines it finds",
     "multihop": "searches `context` for the exact words of the question, then for what it found, and prints the lines",
-    "count": "labels EVERY record with llm_classify and counts the labels in code (look at a few lines first)",
+    "count": "labels EVERY record with llm_classify and counts the labels and computes the answer in code (look at a few lines first)",
     "pairs": "labels EVERY record with llm_classify once, then builds the pairs in code (look at a few lines first)",
 }
 
@@ -67,10 +67,15 @@ FIRST_TURN = {
     "pairs": "look at a few lines of `context` to see how a record is written.",
 }
 
+# Shapes whose answer is derived from computed figures (a count, the least common label, a
+# comparison): the turn message repeats the question, which a small model otherwise loses
+# sight of (seen: "entity", the most common label, answered to "which is the least common").
+RESTATE = frozenset({"count", "pairs"})
+
 NEXT_TURN = {
     "lookup": "answer with FINAL(answer) if the output answers the question, else search again.",
     "multihop": "answer with FINAL(answer) if the output answers the question, else search for what you found.",
-    "count": "answer with FINAL(answer) if the output gives the count, else label every record with llm_classify and count in code.",
+    "count": "if the output answers the question, answer with FINAL(answer) in the form the question asks for; else label every record with llm_classify, then count and compute the answer in code.",
     "pairs": "answer with FINAL_VAR(variable) if a variable holds the pairs, else label every record with llm_classify and build the pairs in code.",
 }
 
@@ -84,7 +89,8 @@ Helpers in the REPL (a block's last line is shown, as in Jupyter):
 
 SMALL_SUBCALL_HELPERS = """\
 - llm_classify(texts, labels, instruction): one label (from the list labels) for each text, \
-from a helper model. Count them in code with collections.Counter.
+from a helper model that sees only one text and the instruction: put the whole question in the \
+instruction. Count them in code with collections.Counter.
 - llm_map(texts, instruction): the helper model's answer for each text.
 - llm_query(prompt): ask the helper model about a text you put in the prompt.
 - summarize(text, focus): a summary of a long text, made chunk by chunk.
@@ -103,7 +109,8 @@ labels=None, batch=1)`: one sub-call per item (or per `batch` items); with `labe
 every answer is exactly one label; `llm_classify(items, labels, instruction)`; \
 `llm_reduce(parts, question)`: answer per part, then combine; `summarize(text, focus="")`. For a \
 question over every record (counting, aggregation, pairs), label each record with \
-`llm_classify` and aggregate in code rather than guessing labels from keywords.
+`llm_classify` and aggregate in code rather than guessing labels from keywords; a sub-LM sees \
+only its item and the instruction, so put what the labels mean in the instruction.
 """
 
 
@@ -115,11 +122,20 @@ def helpers_doc(style: str, subcalls: bool) -> str:
 
 
 # -- the worked examples (prior chat turns) ------------------------------------------------------
+def turn_text(shape: str, iteration: int, max_iterations: int, question: str) -> str:
+    """The small style's "Turn i/N" line for ``shape``; for :data:`RESTATE` shapes after the
+    first turn it starts with the question again."""
+    if iteration == 1:
+        return f"Turn 1/{max_iterations}: {FIRST_TURN[shape]}"
+    again = f"The question was: {question}\n" if shape in RESTATE and question else ""
+    return f"{again}Turn {iteration}/{max_iterations}: {NEXT_TURN[shape]}"
+
+
 def _turns(question: str, shape: str, steps: list[tuple[str, str]], final: str) -> list[dict]:
-    msgs = [{"role": "user", "content": f"Question: {question}\nTurn 1/8: {FIRST_TURN[shape]}"}]
+    msgs = [{"role": "user", "content": f"Question: {question}\n{turn_text(shape, 1, 8, question)}"}]
     for i, (code, output) in enumerate(steps, 2):
         msgs.append({"role": "assistant", "content": f"```repl\n{code}\n```"})
-        msgs.append({"role": "user", "content": f"REPL output:\n```\n{output}\n```\nTurn {i}/8: {NEXT_TURN[shape]}"})
+        msgs.append({"role": "user", "content": f"REPL output:\n```\n{output}\n```\n{turn_text(shape, i, 8, question)}"})
     msgs.append({"role": "assistant", "content": final})
     return msgs
 
@@ -135,31 +151,40 @@ _REVIEWS = (
     "Infer the label from the text."
 )
 
+_COUNT_Q = f"How many reviews in the data should be labelled 'negative'? {_REVIEWS} Give your final answer as a number."
+_PAIRS_Q = (
+    "List all pairs of user IDs (each pair once, lower ID first) where both users wrote at least one review "
+    f"labelled 'mixed and unclear'. {_REVIEWS} Give each pair as (id1, id2) on its own line."
+)
+
 COUNT_EXAMPLE = _turns(
-    f"How many reviews in the data should be labelled 'negative'? {_REVIEWS} Give your final answer as a number.",
+    _COUNT_Q,
     "count",
     [
         _PEEK,
         (
             "from collections import Counter\ntexts = [line.split('Review: ', 1)[-1] for line in lines]\n"
-            "labels = ['positive', 'negative', 'mixed and unclear']\n"
-            "found = llm_classify(texts, labels, 'Which label fits this review?')\nCounter(found)",
-            "Counter({'positive': 187, 'negative': 151, 'mixed and unclear': 74})",
+            "labels = ['positive', 'negative', 'mixed and unclear']  # exactly as the question lists them\n"
+            f'question = """{_COUNT_Q}"""  # the whole question: the helper model sees only what you pass\n'
+            "found = llm_classify(texts, labels, question + ' Which label fits this review?')\n"
+            "counts = Counter(found)\nprint(counts.most_common())\n"
+            "answer = counts['negative']  # what the question asks: how many are 'negative'\nprint('answer:', answer)",
+            "[('positive', 187), ('negative', 151), ('mixed and unclear', 74)]\nanswer: 151",
         ),
     ],
     "FINAL(151)",
 )
 
 PAIRS_EXAMPLE = _turns(
-    "List all pairs of user IDs (each pair once, lower ID first) where both users wrote at least one review "
-    f"labelled 'mixed and unclear'. {_REVIEWS} Give each pair as (id1, id2) on its own line.",
+    _PAIRS_Q,
     "pairs",
     [
         _PEEK,
         (
             "import re\nfrom collections import Counter, defaultdict\n"
             "texts = [line.split('Review: ', 1)[-1] for line in lines]\n"
-            "found = llm_classify(texts, ['positive', 'negative', 'mixed and unclear'], 'Which label fits this review?')\n"
+            f'question = """{_PAIRS_Q}"""  # the whole question: the helper model sees only what you pass\n'
+            "found = llm_classify(texts, ['positive', 'negative', 'mixed and unclear'], question + ' Which label fits this review?')\n"
             "per_user = defaultdict(Counter)\nfor line, label in zip(lines, found):\n"
             "    per_user[re.search(r'User: (\\d+)', line).group(1)][label] += 1\n"
             "good = sorted(u for u, c in per_user.items() if c['mixed and unclear'] >= 1)\n"

@@ -13,7 +13,7 @@ Two styles:
 from __future__ import annotations
 
 from .context import render_context_info
-from .examples import FIRST_TURN, NEXT_TURN, SMALL_STEP, example_for, helpers_doc, task_shape
+from .examples import SMALL_STEP, example_for, helpers_doc, task_shape, turn_text
 
 SUBCALL_TOOLS = """\
 - `llm_query(prompt: str, model: str | None = None) -> str`: ask a sub-LM a question about \
@@ -171,10 +171,10 @@ def initial_messages(style: str, system: str, query: str, context_info: dict, su
 
 def turn_message(style: str, iteration: int, max_iterations: int, query: str = "", subcalls: bool = True) -> str:
     """The "Turn i/N" line that ends each user message (paper's per-turn prompt); small style:
-    worded for the task shape of ``query``."""
+    worded for the task shape of ``query`` (:func:`.examples.turn_text`: counting and pairs
+    repeat the question)."""
     if style == "small":
-        shape = small_shape(query, subcalls)
-        return f"Turn {iteration}/{max_iterations}: {(FIRST_TURN if iteration == 1 else NEXT_TURN)[shape]}"
+        return turn_text(small_shape(query, subcalls), iteration, max_iterations, query)
     if iteration == 1:
         return (
             f"Turn {iteration}/{max_iterations}: you have not looked at `context` yet. "
