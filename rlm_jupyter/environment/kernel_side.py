@@ -237,7 +237,7 @@ except ImportError:  # sent as source (a gateway kernel): SourceBootstrap ran re
 # The protocol helpers above (and host tools, added by tools_side) are restored whenever model
 # code deletes or rebinds them; a task helper only when deleted (``chunks = chunks(context,
 # 1000)`` keeps the model's variable, and a tool may take a task helper's name).
-_PROTOCOL = frozenset(_HELPERS)
+_PROTOCOL = frozenset(_HELPERS)  # also the names a host tool may not take (tools_side.RESERVED)
 _TASK: frozenset = frozenset()
 if _make_helpers is not None:
     _task_helpers = _make_helpers(lambda op, **kw: _state.channel.request(op, **kw), lambda: _state.shell.user_ns)

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import os
 import shutil
@@ -61,6 +62,8 @@ import sys
 import time
 
 import psutil
+
+from . import supervisor
 
 NOBODY = 65534
 RUN_AS_RANGE = (1_500_000_000, 2_000_000_000)  # private uids for sandboxes of a root parent
@@ -81,27 +84,21 @@ ETC_FILES = [
 ]
 SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt/conda"]
 
-# The launcher run inside the sandbox (or as the plain child): apply rlimits, drop to an
-# unprivileged uid if asked and allowed, then exec the kernel. argv: mem cpu nproc uid gid cmd...
-LAUNCHER = r"""
-import os, resource, sys
-a = sys.argv[1:]
+# The launcher run inside the sandbox (or as the plain child): apply rlimits (the supervisor's
+# own ``set_limits``, sent as source), drop to an unprivileged uid if asked and allowed, then
+# exec the kernel. argv: mem cpu nproc uid gid cmd...
+LAUNCHER = (
+    "import os, sys\n"
+    + inspect.getsource(supervisor.set_limits)
+    + """a = sys.argv[1:]
 mem, cpu, nproc, uid, gid = (int(x) for x in a[:5])
 cmd = a[5:]
-def lim(r, soft, hard=None):
-    hard = soft if hard is None else hard
-    cur = resource.getrlimit(r)[1]
-    if cur != resource.RLIM_INFINITY:
-        soft, hard = min(soft, cur), min(hard, cur)
-    resource.setrlimit(r, (soft, hard))
-lim(resource.RLIMIT_CORE, 0)
-if mem > 0: lim(resource.RLIMIT_AS, mem)
-if cpu > 0: lim(resource.RLIMIT_CPU, cpu, cpu + 5)
-if nproc > 0: lim(resource.RLIMIT_NPROC, nproc)
+set_limits({"mem": mem, "cpu": cpu, "nproc": nproc})
 if uid >= 0 and os.getuid() == 0:
     os.setgroups([]); os.setgid(gid); os.setuid(uid)
 os.execv(cmd[0], cmd)
 """
+)
 
 
 class SandboxWarning(UserWarning):

@@ -24,7 +24,7 @@ except ImportError:  # sent as source to a remote kernel (gateway), where kernel
     _ks = sys.modules["rlm_jupyter_kernel_side"]
 
 # names the REPL binds itself: a tool may not take them
-RESERVED = (frozenset(_ks._HELPERS) - getattr(_ks, "_TASK", frozenset())) | {"context", "get_ipython", "In", "Out", "exit", "quit", "ToolError"}
+RESERVED = _ks._PROTOCOL | {"context", "get_ipython", "In", "Out", "exit", "quit", "ToolError"}
 
 
 class ToolError(RuntimeError):
