@@ -28,14 +28,16 @@ def _clean(text: str) -> str:
 @functools.lru_cache(maxsize=4)
 def books_text(min_chars: int) -> str:
     """The five books of ``shared/data/books`` joined (BOM and CRLF removed), stopping once at
-    least ``min_chars`` characters are collected."""
+    least ``min_chars`` characters are collected; beyond their ~7M characters the books repeat
+    (a haystack of 10M+ characters for S-NIAH; the needle stays unique)."""
     parts, total = [], 0
-    for name in BOOKS:
-        t = _clean((DATA_DIR / "books" / name).read_text(encoding="utf-8"))
-        parts.append(t)
-        total += len(t)
-        if total >= min_chars:
-            break
+    books = [_clean((DATA_DIR / "books" / name).read_text(encoding="utf-8")) for name in BOOKS]
+    while total < min_chars:
+        for t in books:
+            parts.append(t)
+            total += len(t)
+            if total >= min_chars:
+                break
     return "\n\n".join(parts)
 
 
