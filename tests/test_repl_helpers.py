@@ -172,9 +172,10 @@ def test_small_prompt_shows_the_worked_example_of_the_query_shape():
     example = "\n".join(m["content"] for m in msgs[1:-1])
     assert "llm_classify(texts, labels" in example and "Counter(found)" in example and "<line" not in example
     assert "look at a few lines" in turn_message("small", 1, 8, q)
-    # the example gives the sub-LM the whole question and computes the answer
+    # the example gives the sub-LM the question's sentences about the labels (the whole question
+    # biased it to the label the question names) and computes the answer
     # in code; later turns repeat the question (counting and pairs shapes only)
-    assert "question + ' Which label" in example and "answer = counts[" in example
+    assert "about + ' Which label" in example and "answer = counts[" in example
     assert turn_message("small", 3, 8, q).startswith(f"The question was: {q}\nTurn 3/8")
     assert "The question was" not in turn_message("small", 1, 8, q)
     assert "The question was" not in turn_message("small", 3, 8, "What is the passphrase of the red fox?")

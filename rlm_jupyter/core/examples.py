@@ -89,8 +89,9 @@ Helpers in the REPL (a block's last line is shown, as in Jupyter):
 
 SMALL_SUBCALL_HELPERS = """\
 - llm_classify(texts, labels, instruction): one label (from the list labels) for each text, \
-from a helper model that sees only one text and the instruction: put the whole question in the \
-instruction. Count them in code with collections.Counter.
+from a helper model that sees only one text and the instruction: put the question's sentences \
+that say what the labels are in the instruction (not the question itself: a label it names \
+would bias every answer). Count them in code with collections.Counter.
 - llm_map(texts, instruction): the helper model's answer for each text.
 - llm_query(prompt): ask the helper model about a text you put in the prompt.
 - summarize(text, focus): a summary of a long text, made chunk by chunk.
@@ -165,8 +166,8 @@ COUNT_EXAMPLE = _turns(
         (
             "from collections import Counter\ntexts = [line.split('Review: ', 1)[-1] for line in lines]\n"
             "labels = ['positive', 'negative', 'mixed and unclear']  # exactly as the question lists them\n"
-            f'question = """{_COUNT_Q}"""  # the whole question: the helper model sees only what you pass\n'
-            "found = llm_classify(texts, labels, question + ' Which label fits this review?')\n"
+            f"about = {_REVIEWS!r}  # the question's sentences that say what the labels are\n"
+            "found = llm_classify(texts, labels, about + ' Which label fits this review?')\n"
             "counts = Counter(found)\nprint(counts.most_common())\n"
             "answer = counts['negative']  # what the question asks: how many are 'negative'\nprint('answer:', answer)",
             "[('positive', 187), ('negative', 151), ('mixed and unclear', 74)]\nanswer: 151",
@@ -183,8 +184,8 @@ PAIRS_EXAMPLE = _turns(
         (
             "import re\nfrom collections import Counter, defaultdict\n"
             "texts = [line.split('Review: ', 1)[-1] for line in lines]\n"
-            f'question = """{_PAIRS_Q}"""  # the whole question: the helper model sees only what you pass\n'
-            "found = llm_classify(texts, ['positive', 'negative', 'mixed and unclear'], question + ' Which label fits this review?')\n"
+            f"about = {_REVIEWS!r}  # the question's sentences that say what the labels are\n"
+            "found = llm_classify(texts, ['positive', 'negative', 'mixed and unclear'], about + ' Which label fits this review?')\n"
             "per_user = defaultdict(Counter)\nfor line, label in zip(lines, found):\n"
             "    per_user[re.search(r'User: (\\d+)', line).group(1)][label] += 1\n"
             "good = sorted(u for u, c in per_user.items() if c['mixed and unclear'] >= 1)\n"
