@@ -206,8 +206,9 @@ def lm_busy_seconds(events: list) -> float:
 
 
 def root_trace(events: list, chars: int = 400) -> list[dict]:
-    """The root's code blocks and their output (first ``chars`` characters each), and the final
-    answer's source: enough to see why an answer was wrong."""
+    """The root's code blocks (first ``3 * chars`` characters), their output (first ``chars``)
+    and seconds, the context's load time and the final answer's source: enough to see why an
+    answer was wrong and where the time went."""
     out: list[dict] = []
     for e in events:
         if e.node_id != "0":
@@ -216,6 +217,9 @@ def root_trace(events: list, chars: int = 400) -> list[dict]:
             out.append({"code": (e.data.get("code") or "")[: 3 * chars]})
         elif e.kind == ev.CODE_FINISHED and out:
             out[-1]["output"] = (e.data.get("text") or "")[:chars]
+            out[-1]["seconds"] = e.data.get("seconds")
+        elif e.kind == ev.NOTICE and e.data.get("load_seconds") is not None:
+            out.append({"context_load_seconds": e.data["load_seconds"]})
         elif e.kind == ev.FINAL:
             out.append({"final": str(e.data.get("answer"))[:chars], "source": e.data.get("source")})
     return out
