@@ -48,3 +48,16 @@ def register_provider(name: str, handler: object) -> None:
 def registered_handler(name: str) -> object | None:
     """The handler registered under ``name`` by :func:`register_provider`, if any."""
     return _registered.get(name)
+
+
+def text_response(model_id: str, text: str, prompt_tokens: int, completion_tokens: int, finish_reason: str = "stop"):
+    """A ``litellm.ModelResponse`` holding one assistant message ``text`` and its usage (tokens),
+    as a custom provider returns it (``model_id``: ``"<provider>/<model>"``)."""
+    litellm = litellm_module()
+    resp = litellm.ModelResponse(
+        model=model_id,
+        choices=[{"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": text}}],
+    )
+    resp.usage = litellm.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                               total_tokens=prompt_tokens + completion_tokens)
+    return resp

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 
-from ._litellm import litellm_module, register_provider, registered_handler
+from ._litellm import litellm_module, register_provider, registered_handler, text_response
 
 PROVIDER = "local"
 MODEL_NAME = "qwen2.5-coder-1.5b"
@@ -278,17 +278,8 @@ def _make_handler():
                 self._count(before, llm.input_ids[: llm.n_tokens].tolist(), int((out.get("usage") or {}).get("prompt_tokens") or 0))
             text = out["choices"][0]["message"].get("content") or ""
             usage = out.get("usage") or {}
-            resp = litellm.ModelResponse(
-                model=f"{PROVIDER}/{model}",
-                choices=[{"index": 0, "finish_reason": out["choices"][0].get("finish_reason") or "stop",
-                          "message": {"role": "assistant", "content": text}}],
-            )
-            resp.usage = litellm.Usage(
-                prompt_tokens=usage.get("prompt_tokens", 0),
-                completion_tokens=usage.get("completion_tokens", 0),
-                total_tokens=usage.get("total_tokens", 0),
-            )
-            return resp
+            return text_response(f"{PROVIDER}/{model}", text, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                                 out["choices"][0].get("finish_reason") or "stop")
 
         async def acompletion(self, model, messages, *args, **kwargs):
             return await asyncio.to_thread(self.completion, model, messages, *args, **kwargs)

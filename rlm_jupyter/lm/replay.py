@@ -31,7 +31,7 @@ from typing import Any
 
 from ..core import events as ev
 from ..core.records import load_trajectory
-from ._litellm import litellm_module, register_provider, registered_handler
+from ._litellm import litellm_module, register_provider, registered_handler, text_response
 
 PROVIDER = "replay"
 
@@ -126,13 +126,8 @@ class _ReplayProvider:
             text, usage = self.replayer(model).answer(messages)
         except (LookupError, OSError, ValueError) as exc:
             raise litellm.BadRequestError(message=f"replay/{model}: {exc}", model=model, llm_provider=PROVIDER) from None
-        resp = litellm.ModelResponse(
-            model=f"{PROVIDER}/{model}",
-            choices=[{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-        )
         inp, out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-        resp.usage = litellm.Usage(prompt_tokens=inp, completion_tokens=out, total_tokens=inp + out)
-        return resp
+        return text_response(f"{PROVIDER}/{model}", text, inp, out)
 
 
 def _provider() -> _ReplayProvider:

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable, Union
 
-from ._litellm import litellm_module, register_provider, registered_handler
+from ._litellm import litellm_module, register_provider, registered_handler, text_response
 
 Reply = Union[str, BaseException, Callable[[list], str]]
 
@@ -92,12 +92,8 @@ class ScriptedProvider:
                 message=f"no script registered for scripted/{model}", model=model, llm_provider=PROVIDER
             )
         text = script.next_reply(messages)
-        resp = litellm.ModelResponse(
-            model=f"{PROVIDER}/{model}",
-            choices=[{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-        )
-        resp.usage = litellm.Usage(**_usage(messages, text))
-        return resp
+        u = _usage(messages, text)
+        return text_response(f"{PROVIDER}/{model}", text, u["prompt_tokens"], u["completion_tokens"])
 
     async def _stream(self, model: str, messages: list[dict]):
         """The reply as litellm ``GenericStreamingChunk`` dicts (usage in the last one)."""
