@@ -213,3 +213,21 @@ def test_no_cache_option_bypasses_the_lm_cache_for_one_run(ip, scripted, tmp_pat
     finally:
         ip.run_line_magic("config", "RLM.cache = True")
         ip.run_line_magic("config", "RLM.completion_kwargs = {}")
+
+
+@pytest.mark.parametrize("option, missing, missing_msg, bad_msg", [
+    ("--tools", "lookup,lookupp", "--tools: no function named 'lookupp'",
+     "--tools is not usable: tool 'not_callable' is not callable"),
+    ("--schema", "Persn", "--schema: no variable named 'Persn'", "--schema is not usable: answer_schema must be"),
+])
+def test_magic_unknown_or_unusable_option_value_is_a_one_line_usage_error(ip, scripted, option, missing, missing_msg, bad_msg):
+    """``--tools`` and ``--schema`` name notebook variables: a missing name or an unusable value
+    is one line, and the model is never called."""
+    root = scripted(["FINAL(never)"])
+    ip.user_ns.update(docs="x", lookup=lambda query: [query], not_callable=42)
+    with pytest.raises(UsageError, match=missing_msg) as exc:
+        ip.run_cell_magic("rlm", f"docs -m {root} {option} {missing}", "q")
+    assert "\n" not in str(exc.value)
+    with pytest.raises(UsageError, match=bad_msg) as exc:
+        ip.run_cell_magic("rlm", f"docs -m {root} {option} not_callable", "q")
+    assert "\n" not in str(exc.value) and scripted.calls(root) == []

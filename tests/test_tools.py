@@ -10,7 +10,6 @@ import textwrap
 import time
 
 import pytest
-from IPython.core.error import UsageError
 from jupyter_client.manager import start_new_kernel
 from traitlets import TraitError
 
@@ -181,17 +180,6 @@ def test_magic_tools_option_takes_notebook_functions(ip, scripted):
     result = ip.user_ns["tooled"]
     assert result.trajectory.iterations[0].cells[0].text.strip() == f"['owl-0'] {os.getpid()}"
     ip.run_line_magic("rlm", "close all")
-
-
-def test_magic_unknown_tool_is_a_one_line_usage_error(ip, scripted):
-    root = scripted(["FINAL(never)"])
-    ip.user_ns.update(docs="x", lookup=lookup, not_a_function=3)
-    with pytest.raises(UsageError, match="--tools: no function named 'lookupp'") as exc:
-        ip.run_cell_magic("rlm", f"docs -m {root} --tools lookup,lookupp", "q")
-    assert "\n" not in str(exc.value)
-    with pytest.raises(UsageError, match="--tools is not usable: tool 'not_a_function' is not callable") as exc:
-        ip.run_cell_magic("rlm", f"docs -m {root} --tools not_a_function", "q")
-    assert "\n" not in str(exc.value) and scripted.calls(root) == []
 
 
 def test_magic_tools_in_a_real_notebook_kernel_run_there():

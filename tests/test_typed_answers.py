@@ -5,7 +5,6 @@ drive a real environment kernel, with the sandbox (where it works here) and with
 --schema`` in an in-process shell."""
 
 import pytest
-from IPython.core.error import UsageError
 from pydantic import BaseModel
 from traitlets import TraitError
 
@@ -117,14 +116,3 @@ def test_magic_schema_option_validates_the_answer(ip, scripted, capsys):
     ip.run_line_magic("rlm", "runs")  # lists the run by its answer's text
     assert '{"name": "Grace", "age": "85"}'[:60] in capsys.readouterr().out.replace("'{", "{")
     ip.run_line_magic("rlm", "close all")
-
-
-def test_magic_unknown_or_bad_schema_is_a_one_line_usage_error(ip, scripted):
-    root = scripted(["FINAL(never)"])
-    ip.user_ns.update(docs="x", not_a_schema=42)
-    with pytest.raises(UsageError, match="--schema: no variable named 'Persn'") as exc:
-        ip.run_cell_magic("rlm", f"docs -m {root} --schema Persn", "q")
-    assert "\n" not in str(exc.value)
-    with pytest.raises(UsageError, match="--schema is not usable: answer_schema must be") as exc:
-        ip.run_cell_magic("rlm", f"docs -m {root} --schema not_a_schema", "q")
-    assert "\n" not in str(exc.value) and scripted.calls(root) == []
