@@ -184,8 +184,9 @@ PAIRS_EXAMPLE = _turns(
         (
             "import re\nfrom collections import Counter, defaultdict\n"
             "texts = [line.split('Review: ', 1)[-1] for line in lines]\n"
+            "labels = ['positive', 'negative', 'mixed and unclear']  # exactly as the question lists them\n"
             f"about = {_REVIEWS!r}  # the question's sentences that say what the labels are\n"
-            "found = llm_classify(texts, ['positive', 'negative', 'mixed and unclear'], about + ' Which label fits this review?')\n"
+            "found = llm_classify(texts, labels, about + ' Which label fits this review?')\n"
             "per_user = defaultdict(Counter)\nfor line, label in zip(lines, found):\n"
             "    per_user[re.search(r'User: (\\d+)', line).group(1)][label] += 1\n"
             "good = sorted(u for u, c in per_user.items() if c['mixed and unclear'] >= 1)\n"
