@@ -182,14 +182,14 @@ PAIRS_EXAMPLE = _turns(
     [
         _PEEK,
         (
-            "import re\nfrom collections import Counter, defaultdict\n"
+            "import re\nfrom collections import defaultdict\n"
             "texts = [line.split('Review: ', 1)[-1] for line in lines]\n"
             "labels = ['positive', 'negative', 'mixed and unclear']  # exactly as the question lists them\n"
             "about = 'Each text is one record; its label is one of: ' + ', '.join(labels) + '.'\n"
             "found = llm_classify(texts, labels, about + ' Which label fits this text?')\n"
-            "per_user = defaultdict(Counter)\nfor line, label in zip(lines, found):\n"
-            "    per_user[re.search(r'User: (\\d+)', line).group(1)][label] += 1\n"
-            "good = sorted(u for u, c in per_user.items() if c['mixed and unclear'] >= 1)\n"
+            "labels_of = defaultdict(list)  # user -> the labels of their records\nfor line, label in zip(lines, found):\n"
+            "    labels_of[re.search(r'User: (\\d+)', line).group(1)].append(label)\n"
+            "good = sorted(u for u, got in labels_of.items() if got.count('mixed and unclear') >= 1)\n"
             "pairs = [(a, b) for i, a in enumerate(good) for b in good[i + 1:]]\n"
             "result = '\\n'.join(f'({a}, {b})' for a, b in pairs)\n"
             "print(len(good), 'users,', len(pairs), 'pairs')\nprint(result[:200])",
