@@ -81,3 +81,11 @@ def test_interpreter_smoke_writes_json_with_sane_fields(tmp_path):
     for name in ("jupyter", "jupyter_nosandbox", "plain_kernel"):
         assert kinds[name]["start_ms"] > kinds[name]["warm_ms"] and kinds[name]["interpreter_rss_mb"] > 10
     assert set(res["summary"]) >= {"warm_ratio", "warm_met", "tool_met", "var_met"}
+
+
+def test_helpers_used_counts_calls_of_the_repl_helpers_not_methods_of_the_same_name():
+    from bench.quality.methods import helpers_used
+    from rlm_jupyter.core.events import Event
+
+    code = "m = re.search(r'User: (\\d+)', line)\nfound = llm_classify(texts, labels)\nhits = search ('x')"
+    assert helpers_used([Event("code_started", "0", None, 0, 1.0, {"code": code})]) == {"llm_classify": 1, "search": 1}

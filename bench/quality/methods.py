@@ -232,7 +232,7 @@ def helpers_used(events: list) -> dict:
         if e.kind == ev.CODE_STARTED and e.node_id == "0":
             code = e.data.get("code") or ""
             for name in HELPER_NAMES:
-                if re.search(rf"\b{name}\s*\(", code):
+                if re.search(rf"(?<![\w.]){name}\s*\(", code):  # not re.search(...)
                     used[name] += 1
     return dict(used)
 
