@@ -29,6 +29,18 @@ def _source(path: str) -> str:
         return f.read()
 
 
+def _as_module(module) -> str:
+    """Lines that run ``module``'s source as module ``rlm_jupyter_<its name>``, left in
+    ``_rlm_m`` (tracebacks name the file by its path inside the package)."""
+    name = "rlm_jupyter_" + module.__name__.rsplit(".", 1)[-1]
+    filename = os.path.relpath(module.__file__, PACKAGE_PARENT)
+    return (
+        f"_rlm_m = _rlm_types.ModuleType({name!r})\n"
+        f"_rlm_sys.modules[{name!r}] = _rlm_m\n"
+        f"exec(compile({_source(module.__file__)!r}, {filename!r}, 'exec'), _rlm_m.__dict__)\n"
+    )
+
+
 class ImportBootstrap:
     """Import the helpers from the checkout at ``package_parent`` (the dir holding ``rlm_jupyter``)."""
 
@@ -53,23 +65,14 @@ class SourceBootstrap:
     """Send the helpers' source (for a kernel that cannot import this package)."""
 
     def helpers(self) -> str:
-        """Lines that execute kernel_side's source as module ``rlm_jupyter_kernel_side`` and bind
-        it as ``_rlm_ks``."""
+        """Lines that execute the sources of kernel_guard, core.labels, repl_helpers and
+        kernel_side (in that order: each may need the ones before) as modules
+        ``rlm_jupyter_<name>`` and bind kernel_side as ``_rlm_ks``."""
         return (
             "import sys as _rlm_sys, types as _rlm_types\n"
-            "_rlm_kg = _rlm_types.ModuleType('rlm_jupyter_kernel_guard')\n"
-            "_rlm_sys.modules['rlm_jupyter_kernel_guard'] = _rlm_kg\n"
-            f"exec(compile({_source(kernel_guard.__file__)!r}, 'rlm_jupyter/environment/kernel_guard.py', 'exec'), _rlm_kg.__dict__)\n"
-            "_rlm_lb = _rlm_types.ModuleType('rlm_jupyter_labels')\n"
-            "_rlm_sys.modules['rlm_jupyter_labels'] = _rlm_lb\n"
-            f"exec(compile({_source(labels.__file__)!r}, 'rlm_jupyter/core/labels.py', 'exec'), _rlm_lb.__dict__)\n"
-            "_rlm_rh = _rlm_types.ModuleType('rlm_jupyter_repl_helpers')\n"
-            "_rlm_sys.modules['rlm_jupyter_repl_helpers'] = _rlm_rh\n"
-            f"exec(compile({_source(repl_helpers.__file__)!r}, 'rlm_jupyter/environment/repl_helpers.py', 'exec'), _rlm_rh.__dict__)\n"
-            "_rlm_ks = _rlm_types.ModuleType('rlm_jupyter_kernel_side')\n"
-            "_rlm_sys.modules['rlm_jupyter_kernel_side'] = _rlm_ks\n"
-            f"exec(compile({_source(kernel_side.__file__)!r}, 'rlm_jupyter/environment/kernel_side.py', 'exec'), _rlm_ks.__dict__)\n"
-            "del _rlm_sys, _rlm_types, _rlm_kg, _rlm_lb, _rlm_rh\n"
+            + "".join(_as_module(m) for m in (kernel_guard, labels, repl_helpers, kernel_side))
+            + "_rlm_ks = _rlm_m\n"
+            "del _rlm_sys, _rlm_types, _rlm_m\n"
         )
 
     def tools(self, tools) -> str:

@@ -183,6 +183,7 @@ def make_helpers(request: Callable[..., Any], namespace: Callable[[], dict]) -> 
             for g in groups
         ]
         out = []
+        match_label = _match_label() if labels else None
         for g, reply in zip(groups, _ask(prompts, None, model)):
             found = {}
             for line in str(reply).splitlines():
@@ -196,7 +197,7 @@ def make_helpers(request: Callable[..., Any], namespace: Callable[[], dict]) -> 
                 elif ans is None:
                     ans = "[unanswered]"
                 elif labels:
-                    ans = _match_label()(ans, labels)
+                    ans = match_label(ans, labels)
                 out.append(ans)
         return out
 
