@@ -10,7 +10,8 @@ import pytest
 from conftest import repl
 from rlm_jupyter import RLM
 from rlm_jupyter.core import labels as lb
-from rlm_jupyter.core.examples import task_shape
+from rlm_jupyter.core import examples
+from rlm_jupyter.core.examples import count_kind, task_shape
 from rlm_jupyter.core.prompts import initial_messages, system_prompt, turn_message
 
 RECORDS = "\n".join(
@@ -161,6 +162,29 @@ def test_labels_parser_grammar_and_checks():
 )
 def test_task_shape_rules(query, shape):
     assert task_shape(query) == shape
+
+
+@pytest.mark.parametrize(
+    "query,kind,code",
+    [
+        ("How many data points should be classified as label 'entity'? Give a number.", "count", "how many are 'negative'"),
+        ("Which of the labels is the most common in the data? Give the label only.", "most", "answer = max(labels"),
+        ("Which of the labels is the least common in the data?", "least", "answer = min(labels"),
+        ("How many data points from user 28245 should be classified as label 'entity'?", "filter", "mine = [line for line"),
+        ("Is label 'entity' more common, less common, or the same frequency as label 'location'?", "compare",
+         "'more common than' if a > b"),
+    ],
+)
+def test_counting_example_matches_the_aggregate_the_query_asks_for(query, kind, code):
+    """A small root copies the example's last step: a "most common" question shown the "how
+    many" example answered with a count (seen: "20"), so each aggregate has its own variant."""
+    assert task_shape(query) == "count" and count_kind(query) == kind
+    info = {"type": "str", "total_chars": 100, "parts": [100]}
+    msgs = initial_messages("small", system_prompt("small", info, 4000, 30000, 1, 0, True, ["m"], query=query), query, info)
+    example = "\n".join(m["content"] for m in msgs[1:-1])
+    assert code in example and "llm_classify(texts, labels" in example
+    others = [c for k, (_, c, _, _) in examples._COUNT_VARIANTS.items() if k != kind]
+    assert all(code not in c for c in others)
 
 
 def test_small_prompt_shows_the_worked_example_of_the_query_shape():

@@ -56,7 +56,7 @@ def task_shape(query: str) -> str:
 SMALL_STEP = {
     "lookup": "searches `context` for the exact words of the question and prints the lines it finds",
     "multihop": "searches `context` for the exact words of the question, then for what it found, and prints the lines",
-    "count": "labels EVERY record with llm_classify and counts the labels and computes the answer in code (look at a few lines first)",
+    "count": "labels EVERY record the question is about with llm_classify and counts the labels and computes the answer in code (look at a few lines first)",
     "pairs": "labels EVERY record with llm_classify once, then builds the pairs in code (look at a few lines first)",
 }
 
@@ -152,29 +152,96 @@ _REVIEWS = (
     "Infer the label from the text."
 )
 
-_COUNT_Q = f"How many reviews in the data should be labelled 'negative'? {_REVIEWS} Give your final answer as a number."
 _PAIRS_Q = (
     "List all pairs of user IDs (each pair once, lower ID first) where both users wrote at least one review "
     f"labelled 'mixed and unclear'. {_REVIEWS} Give each pair as (id1, id2) on its own line."
 )
 
-COUNT_EXAMPLE = _turns(
-    _COUNT_Q,
-    "count",
-    [
-        _PEEK,
-        (
-            "from collections import Counter\ntexts = [line.split('Review: ', 1)[-1] for line in lines]\n"
-            "labels = ['positive', 'negative', 'mixed and unclear']  # exactly as the question lists them\n"
-            f"about = {_REVIEWS!r}  # the question's sentences that say what the labels are\n"
-            "found = llm_classify(texts, labels, about + ' Which label fits this review?')\n"
-            "counts = Counter(found)\nprint(counts.most_common())\n"
-            "answer = counts['negative']  # what the question asks: how many are 'negative'\nprint('answer:', answer)",
-            "[('positive', 187), ('negative', 151), ('mixed and unclear', 74)]\nanswer: 151",
-        ),
-    ],
-    "FINAL(151)",
+# -- the counting example, in the variant the question's aggregate asks for ----------------------
+COUNT_KINDS = ("count", "most", "least", "compare", "filter")
+_COMPARE = re.compile(r"\bsame (?:frequency|number|count)\b|\bmore (?:common|frequent)\b.*\bless (?:common|frequent)\b", re.I)
+_MOST = re.compile(r"\bmost (?:common|frequent)\b", re.I)
+_LEAST = re.compile(r"\bleast (?:common|frequent)\b", re.I)
+_FILTER = re.compile(r"\b(?:from|by|of|for) (?:the )?user\b", re.I)
+
+
+def count_kind(query: str) -> str:
+    """Which aggregate a counting query asks for, by rules checked in this order:
+    ``"compare"`` (more/less common ... or the same frequency), ``"most"`` / ``"least"`` (the
+    most/least common label), ``"filter"`` (a count over one user's records), else ``"count"``
+    (how many records have a label). Seen without these variants: the small root answered
+    "which is the most common" with a count, "same frequency as" for 10 vs 7, and counted every
+    user's records for a per-user question."""
+    q = query or ""
+    for kind, rule in (("compare", _COMPARE), ("most", _MOST), ("least", _LEAST), ("filter", _FILTER)):
+        if rule.search(q):
+            return kind
+    return "count"
+
+
+_CLASSIFY = (
+    "labels = ['positive', 'negative', 'mixed and unclear']  # exactly as the question lists them\n"
+    f"about = {_REVIEWS!r}  # the question's sentences that say what the labels are\n"
+    "found = llm_classify(texts, labels, about + ' Which label fits this review?')\n"
+    "counts = Counter(found)\n"
 )
+_TEXTS = "texts = [line.split('Review: ', 1)[-1] for line in lines]\n"
+_COUNTS = "[('positive', 187), ('negative', 151), ('mixed and unclear', 74)]"
+_COMPARE_ANSWERS = "'more common than', 'less common than', 'same frequency as'"
+# kind -> (question, code after the label counts, its output, the final reply)
+_COUNT_VARIANTS = {
+    "count": (
+        f"How many reviews in the data should be labelled 'negative'? {_REVIEWS} Give your final answer as a number.",
+        _TEXTS + _CLASSIFY + "print(counts.most_common())\n"
+        "answer = counts['negative']  # what the question asks: how many are 'negative'\nprint('answer:', answer)",
+        f"{_COUNTS}\nanswer: 151",
+        "FINAL(151)",
+    ),
+    "most": (
+        f"Which label is the most common among the reviews? {_REVIEWS} Give your final answer as the label only.",
+        _TEXTS + _CLASSIFY + "print(counts.most_common())\n"
+        "answer = max(labels, key=lambda label: counts[label])  # what the question asks: the most common label\n"
+        "print('answer:', answer)",
+        f"{_COUNTS}\nanswer: positive",
+        "FINAL(positive)",
+    ),
+    "least": (
+        f"Which label is the least common among the reviews? {_REVIEWS} Give your final answer as the label only.",
+        _TEXTS + _CLASSIFY + "print(counts.most_common())\n"
+        "answer = min(labels, key=lambda label: counts[label])  # what the question asks: the least common label\n"
+        "print('answer:', answer)",
+        f"{_COUNTS}\nanswer: mixed and unclear",
+        "FINAL(mixed and unclear)",
+    ),
+    "compare": (
+        "Is label 'negative' more common, less common, or the same frequency as label 'positive'? "
+        f"{_REVIEWS} Give your final answer as exactly one of: {_COMPARE_ANSWERS}.",
+        _TEXTS + _CLASSIFY + "print(counts.most_common())\n"
+        "a, b = counts['negative'], counts['positive']  # the label the question asks about, then the one it compares with\n"
+        "answer = 'more common than' if a > b else 'less common than' if a < b else 'same frequency as'\n"
+        "print(a, b, 'answer:', answer)",
+        f"{_COUNTS}\n151 187 answer: less common than",
+        "FINAL(less common than)",
+    ),
+    "filter": (
+        f"How many reviews by user 55120 should be labelled 'negative'? {_REVIEWS} Give your final answer as a number.",
+        "mine = [line for line in lines if 'User: 55120 ' in line]  # only the records the question is about\n"
+        "texts = [line.split('Review: ', 1)[-1] for line in mine]\n" + _CLASSIFY
+        + "print(len(mine), 'records;', counts.most_common())\n"
+        "answer = counts['negative']  # what the question asks: how many of them are 'negative'\nprint('answer:', answer)",
+        "17 records; [('negative', 9), ('positive', 6), ('mixed and unclear', 2)]\nanswer: 9",
+        "FINAL(9)",
+    ),
+}
+
+
+def count_example(kind: str) -> list[dict]:
+    """The counting worked example (prior chat turns) for :func:`count_kind` ``kind``."""
+    question, code, output, final = _COUNT_VARIANTS[kind]
+    return _turns(question, "count", [_PEEK, ("from collections import Counter\n" + code, output)], final)
+
+
+COUNT_EXAMPLE = count_example("count")
 
 PAIRS_EXAMPLE = _turns(
     _PAIRS_Q,
@@ -218,6 +285,9 @@ MULTIHOP_EXAMPLE = _turns(
 )
 
 
-def example_for(shape: str, lookup: list[dict]) -> list[dict]:
-    """The worked example for ``shape``; ``lookup`` is the look-up example (prompts.py's)."""
-    return {"count": COUNT_EXAMPLE, "pairs": PAIRS_EXAMPLE, "multihop": MULTIHOP_EXAMPLE}.get(shape, lookup)
+def example_for(shape: str, lookup: list[dict], query: str = "") -> list[dict]:
+    """The worked example for ``shape`` (counting: in the :func:`count_kind` variant of
+    ``query``); ``lookup`` is the look-up example (prompts.py's)."""
+    if shape == "count":
+        return count_example(count_kind(query))
+    return {"pairs": PAIRS_EXAMPLE, "multihop": MULTIHOP_EXAMPLE}.get(shape, lookup)

@@ -157,7 +157,7 @@ def initial_messages(style: str, system: str, query: str, context_info: dict, su
     first user message."""
     msgs: list[dict] = [{"role": "system", "content": system}]
     if style == "small":
-        msgs.extend(example_for(small_shape(query, subcalls), SMALL_EXAMPLE))
+        msgs.extend(example_for(small_shape(query, subcalls), SMALL_EXAMPLE, query))
         msgs.append({"role": "user", "content": f"Question: {query}"})
     else:
         msgs.append(
