@@ -11,7 +11,7 @@ from conftest import repl
 from rlm_jupyter import RLM
 from rlm_jupyter.core import labels as lb
 from rlm_jupyter.core import examples
-from rlm_jupyter.core.examples import count_kind, task_shape
+from rlm_jupyter.core.examples import count_kind, pairs_kind, task_shape
 from rlm_jupyter.core.prompts import initial_messages, system_prompt, turn_message
 
 RECORDS = "\n".join(
@@ -185,6 +185,26 @@ def test_counting_example_matches_the_aggregate_the_query_asks_for(query, kind, 
     assert code in example and "llm_classify(texts, labels" in example
     others = [c for k, (_, c, _, _) in examples._COUNT_VARIANTS.items() if k != kind]
     assert all(code not in c for c in others)
+
+
+@pytest.mark.parametrize(
+    "query,kind,code",
+    [
+        ("List all pairs of user IDs where both users have at least one instance with an entity or location.", "both",
+         "good = sorted((u for u, got in labels_of.items()"),
+        ("List all pairs of user IDs such that one user has exactly one instance with entity, and the other user has "
+         "at least two instances with location.", "one_other", "for a in first for b in second if a != b"),
+    ],
+)
+def test_pairs_example_matches_the_pair_condition(query, kind, code):
+    """Shown only the symmetric example, the small root applied both users' conditions to every
+    user of an asymmetric question (0 pairs): "one user ..., the other ..." has its own variant."""
+    assert task_shape(query) == "pairs" and pairs_kind(query) == kind
+    info = {"type": "str", "total_chars": 100, "parts": [100]}
+    msgs = initial_messages("small", system_prompt("small", info, 4000, 30000, 1, 0, True, ["m"], query=query), query, info)
+    example = "\n".join(m["content"] for m in msgs[1:-1])
+    assert code in example and "FINAL_VAR(result)" in example
+    assert all(code not in c for k, (_, c, _) in examples._PAIRS_VARIANTS.items() if k != kind)
 
 
 def test_small_prompt_shows_the_worked_example_of_the_query_shape():

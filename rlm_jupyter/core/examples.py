@@ -152,11 +152,6 @@ _REVIEWS = (
     "Infer the label from the text."
 )
 
-_PAIRS_Q = (
-    "List all pairs of user IDs (each pair once, lower ID first) where both users wrote at least one review "
-    f"labelled 'mixed and unclear'. {_REVIEWS} Give each pair as (id1, id2) on its own line."
-)
-
 # -- the counting example, in the variant the question's aggregate asks for ----------------------
 COUNT_KINDS = ("count", "most", "least", "compare", "filter")
 _COMPARE = re.compile(r"\bsame (?:frequency|number|count)\b|\bmore (?:common|frequent)\b.*\bless (?:common|frequent)\b", re.I)
@@ -243,28 +238,62 @@ def count_example(kind: str) -> list[dict]:
 
 COUNT_EXAMPLE = count_example("count")
 
-PAIRS_EXAMPLE = _turns(
-    _PAIRS_Q,
-    "pairs",
-    [
-        _PEEK,
-        (
-            "import re\nfrom collections import defaultdict\n"
-            "texts = [line.split('Review: ', 1)[-1] for line in lines]\n"
-            "labels = ['positive', 'negative', 'mixed and unclear']  # exactly as the question lists them\n"
-            "about = 'Each text is one record; its label is one of: ' + ', '.join(labels) + '.'\n"
-            "found = llm_classify(texts, labels, about + ' Which label fits this text?')\n"
-            "labels_of = defaultdict(list)  # user -> the labels of their records\nfor line, label in zip(lines, found):\n"
-            "    labels_of[re.search(r'User: (\\d+)', line).group(1)].append(label)\n"
-            "good = sorted(u for u, got in labels_of.items() if got.count('mixed and unclear') >= 1)\n"
-            "pairs = [(a, b) for i, a in enumerate(good) for b in good[i + 1:]]\n"
-            "result = '\\n'.join(f'({a}, {b})' for a, b in pairs)\n"
-            "print(len(good), 'users,', len(pairs), 'pairs')\nprint(result[:200])",
-            "23 users, 253 pairs\n(10392, 11873)\n(10392, 15530)\n(10392, 20417)",
-        ),
-    ],
-    "FINAL_VAR(result)",
+# -- the pairs example: one condition both users meet, or one for each user of a pair -----------
+PAIRS_KINDS = ("both", "one_other")
+_ONE_OTHER = re.compile(r"\bone (?:user|id|of them)\b.*\bthe other\b", re.I | re.S)
+
+
+def pairs_kind(query: str) -> str:
+    """``"one_other"`` when a pairs query sets one condition for one user and another for the
+    other ("one user has ..., and the other user has ..."), else ``"both"``. Seen with only the
+    symmetric example: the small root required both conditions of every user (0 pairs)."""
+    return "one_other" if _ONE_OTHER.search(query or "") else "both"
+
+
+_PAIRS_TAIL = (
+    "Give each pair as (id1, id2) on its own line, each pair once, lower ID first. " + _REVIEWS
 )
+_LABELS_OF = (
+    "import re\nfrom collections import defaultdict\n"
+    "texts = [line.split('Review: ', 1)[-1] for line in lines]\n"
+    "labels = ['positive', 'negative', 'mixed and unclear']  # exactly as the question lists them\n"
+    "about = 'Each text is one record; its label is one of: ' + ', '.join(labels) + '.'\n"
+    "found = llm_classify(texts, labels, about + ' Which label fits this text?')\n"
+    "labels_of = defaultdict(list)  # user -> the labels of their records\nfor line, label in zip(lines, found):\n"
+    "    labels_of[re.search(r'User: (\\d+)', line).group(1)].append(label)\n"
+)
+_RESULT = "result = '\\n'.join(f'({a}, {b})' for a, b in pairs)\n"
+# kind -> (question, code after the peek, its output)
+_PAIRS_VARIANTS = {
+    "both": (
+        "List all pairs of user IDs where both users wrote at least one review labelled 'negative' or "
+        f"'mixed and unclear'. {_PAIRS_TAIL}",
+        _LABELS_OF
+        + "good = sorted((u for u, got in labels_of.items() if got.count('negative') >= 1 or got.count('mixed and unclear') >= 1), key=int)\n"
+        "pairs = [(a, b) for i, a in enumerate(good) for b in good[i + 1:]]\n" + _RESULT
+        + "print(len(good), 'users,', len(pairs), 'pairs')\nprint(result[:200])",
+        "23 users, 253 pairs\n(10392, 11873)\n(10392, 15530)\n(10392, 20417)",
+    ),
+    "one_other": (
+        "List all pairs of user IDs such that one user wrote at least two reviews labelled 'negative', and the "
+        f"other user wrote exactly one review labelled 'positive'. {_PAIRS_TAIL}",
+        _LABELS_OF
+        + "first = [u for u, got in labels_of.items() if got.count('negative') >= 2]  # what one user must have\n"
+        "second = [u for u, got in labels_of.items() if got.count('positive') == 1]  # what the other user must have\n"
+        "pairs = sorted({tuple(sorted((a, b), key=int)) for a in first for b in second if a != b})\n" + _RESULT
+        + "print(len(first), 'and', len(second), 'users,', len(pairs), 'pairs')\nprint(result[:200])",
+        "6 and 9 users, 51 pairs\n(10392, 15530)\n(10392, 31870)\n(11873, 20417)",
+    ),
+}
+
+
+def pairs_example(kind: str) -> list[dict]:
+    """The pairs worked example (prior chat turns) for :func:`pairs_kind` ``kind``."""
+    question, code, output = _PAIRS_VARIANTS[kind]
+    return _turns(question, "pairs", [_PEEK, (code, output)], "FINAL_VAR(result)")
+
+
+PAIRS_EXAMPLE = pairs_example("both")
 
 MULTIHOP_EXAMPLE = _turns(
     "In which town was the author of the novel 'The Glass Orchard' born?",
@@ -286,8 +315,10 @@ MULTIHOP_EXAMPLE = _turns(
 
 
 def example_for(shape: str, lookup: list[dict], query: str = "") -> list[dict]:
-    """The worked example for ``shape`` (counting: in the :func:`count_kind` variant of
-    ``query``); ``lookup`` is the look-up example (prompts.py's)."""
+    """The worked example for ``shape`` (counting and pairs: in the :func:`count_kind` /
+    :func:`pairs_kind` variant of ``query``); ``lookup`` is the look-up example (prompts.py's)."""
     if shape == "count":
         return count_example(count_kind(query))
-    return {"pairs": PAIRS_EXAMPLE, "multihop": MULTIHOP_EXAMPLE}.get(shape, lookup)
+    if shape == "pairs":
+        return pairs_example(pairs_kind(query))
+    return MULTIHOP_EXAMPLE if shape == "multihop" else lookup
