@@ -15,6 +15,7 @@ stubs of the run's host tools (:mod:`.tools_side`). Only how the modules get the
 from __future__ import annotations
 
 import functools
+import json
 import os
 
 from ..core import labels
@@ -76,8 +77,16 @@ class SourceBootstrap:
         )
 
     def tools(self, tools) -> str:
-        """Like :meth:`ImportBootstrap.tools`, with tools_side's source sent along."""
-        return tools_side.source_bootstrap_code(tools)
+        """Like :meth:`ImportBootstrap.tools`, with tools_side's source sent along (as module
+        ``rlm_jupyter_tools_side``; it finds kernel_side as ``rlm_jupyter_kernel_side``)."""
+        if not tools:
+            return ""
+        return (
+            "import sys as _rlm_sys, types as _rlm_types\n"
+            + _as_module(tools_side)
+            + f"_rlm_m.install(get_ipython(), {json.dumps([list(t) for t in tools])!r})\n"
+            "del _rlm_sys, _rlm_types, _rlm_m\n"
+        )
 
 
 def bootstrap_code(loader: ImportBootstrap | SourceBootstrap, server_path: str, token: str,

@@ -101,24 +101,6 @@ def bootstrap_code(tools) -> str:
     )
 
 
-def source_bootstrap_code(tools) -> str:
-    """Host side: like :func:`bootstrap_code` for a kernel that cannot import this package (a
-    gateway's, which gets ``kernel_side`` as source in module ``rlm_jupyter_kernel_side``): this
-    module's source is sent along."""
-    if not tools:
-        return ""
-    with open(__file__, encoding="utf-8") as f:
-        source = f.read()
-    return (
-        "import sys as _rlm_sys, types as _rlm_types\n"
-        "_rlm_tools = _rlm_types.ModuleType('rlm_jupyter_tools_side')\n"
-        "_rlm_sys.modules['rlm_jupyter_tools_side'] = _rlm_tools\n"
-        f"exec(compile({source!r}, 'rlm_jupyter/environment/tools_side.py', 'exec'), _rlm_tools.__dict__)\n"
-        f"_rlm_tools.install(get_ipython(), {json.dumps([list(t) for t in tools])!r})\n"
-        "del _rlm_sys, _rlm_types, _rlm_tools\n"
-    )
-
-
 def attach(env, tools):
     """Host side: give the (unstarted) environment ``env`` the stubs to bind at its bootstrap
     (``tools``: ``[name, doc]`` pairs; :meth:`KernelREPL._bootstrap` reads ``env.tools``); returns

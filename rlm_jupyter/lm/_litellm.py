@@ -12,6 +12,7 @@ import os
 import threading
 
 _lock = threading.Lock()
+_make_lock = threading.Lock()  # ensure_provider: make() outside _lock (it may import litellm)
 _registered: dict[str, object] = {}
 
 
@@ -43,6 +44,17 @@ def register_provider(name: str, handler: object) -> None:
         litellm.custom_provider_map.append({"provider": name, "custom_handler": handler})
         if name not in litellm._custom_providers:
             litellm._custom_providers.append(name)
+
+
+def ensure_provider(name: str, make) -> object:
+    """The handler registered as provider ``name``, or ``make()`` (a new ``litellm.CustomLLM``)
+    registered under that name now: one handler per name, however many threads ask at once."""
+    with _make_lock:
+        handler = _registered.get(name)
+        if handler is None:
+            handler = make()
+            register_provider(name, handler)
+        return handler
 
 
 def registered_handler(name: str) -> object | None:

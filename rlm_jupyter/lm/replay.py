@@ -31,7 +31,7 @@ from typing import Any
 
 from ..core import events as ev
 from ..core.records import load_trajectory
-from ._litellm import litellm_module, register_provider, registered_handler, text_response
+from ._litellm import ensure_provider, litellm_module, text_response
 
 PROVIDER = "replay"
 
@@ -131,9 +131,10 @@ class _ReplayProvider:
 
 
 def _provider() -> _ReplayProvider:
-    handler = registered_handler(PROVIDER)
-    if handler is not None:
-        return handler  # type: ignore[return-value]
+    return ensure_provider(PROVIDER, _make_handler)  # type: ignore[return-value]
+
+
+def _make_handler() -> _ReplayProvider:
     litellm = litellm_module()
 
     class _Handler(litellm.CustomLLM, _ReplayProvider):
@@ -147,9 +148,7 @@ def _provider() -> _ReplayProvider:
         async def acompletion(self, model, messages, *args, **kwargs):
             return self._respond(model, messages)
 
-    handler = _Handler()
-    register_provider(PROVIDER, handler)
-    return handler
+    return _Handler()
 
 
 _priced: set[str] = set()

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable, Union
 
-from ._litellm import litellm_module, register_provider, registered_handler, text_response
+from ._litellm import ensure_provider, litellm_module, text_response
 
 Reply = Union[str, BaseException, Callable[[list], str]]
 
@@ -126,9 +126,10 @@ def _usage(messages: list[dict], text: str) -> dict:
 
 
 def _provider() -> ScriptedProvider:
-    handler = registered_handler(PROVIDER)
-    if handler is not None:
-        return handler  # type: ignore[return-value]
+    return ensure_provider(PROVIDER, _make_handler)  # type: ignore[return-value]
+
+
+def _make_handler() -> ScriptedProvider:
     litellm = litellm_module()
 
     class _Handler(litellm.CustomLLM, ScriptedProvider):
@@ -152,9 +153,7 @@ def _provider() -> ScriptedProvider:
             async for chunk in self._stream(model, messages):
                 yield chunk
 
-    handler = _Handler()
-    register_provider(PROVIDER, handler)
-    return handler
+    return _Handler()
 
 
 def prepare(model_id: str) -> None:
