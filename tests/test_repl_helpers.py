@@ -173,6 +173,8 @@ def test_task_shape_rules(query, shape):
         ("How many data points from user 28245 should be classified as label 'entity'?", "filter", "mine = [line for line"),
         ("Is label 'entity' more common, less common, or the same frequency as label 'location'?", "compare",
          "'more common than' if a > b"),
+        ("Each line is one record. How many of the questions ask about a location? Answer with one number.", "yesno",
+         "labels = ['yes', 'no']"),
     ],
 )
 def test_counting_example_matches_the_aggregate_the_query_asks_for(query, kind, code):

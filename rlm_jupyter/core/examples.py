@@ -153,25 +153,28 @@ _REVIEWS = (
 )
 
 # -- the counting example, in the variant the question's aggregate asks for ----------------------
-COUNT_KINDS = ("count", "most", "least", "compare", "filter")
+COUNT_KINDS = ("count", "most", "least", "compare", "filter", "yesno")
 _COMPARE = re.compile(r"\bsame (?:frequency|number|count)\b|\bmore (?:common|frequent)\b.*\bless (?:common|frequent)\b", re.I)
 _MOST = re.compile(r"\bmost (?:common|frequent)\b", re.I)
 _LEAST = re.compile(r"\bleast (?:common|frequent)\b", re.I)
 _FILTER = re.compile(r"\b(?:from|by|of|for) (?:the )?user\b", re.I)
+_NAMES_LABELS = re.compile(r"\blabel\w*|\bclassif\w*|\bcategor\w*|\bclass(?:es)?\b|\bone of\b", re.I)
 
 
 def count_kind(query: str) -> str:
     """Which aggregate a counting query asks for, by rules checked in this order:
     ``"compare"`` (more/less common ... or the same frequency), ``"most"`` / ``"least"`` (the
     most/least common label), ``"filter"`` (a count over one user's records), else ``"count"``
-    (how many records have a label). Seen without these variants: the small root answered
-    "which is the most common" with a count, "same frequency as" for 10 vs 7, and counted every
-    user's records for a per-user question."""
+    (how many records have a label), or ``"yesno"`` when the query names no labels at all ("how
+    many of the questions ask about a location?": every record gets a yes or a no). Seen without
+    these variants: the small root answered "which is the most common" with a count, "same
+    frequency as" for 10 vs 7, counted every user's records for a per-user question, and, given
+    no labels, copied the example's labels."""
     q = query or ""
     for kind, rule in (("compare", _COMPARE), ("most", _MOST), ("least", _LEAST), ("filter", _FILTER)):
         if rule.search(q):
             return kind
-    return "count"
+    return "count" if _NAMES_LABELS.search(q) else "yesno"
 
 
 _CLASSIFY = (
@@ -226,6 +229,16 @@ _COUNT_VARIANTS = {
         "answer = counts['negative']  # what the question asks: how many of them are 'negative'\nprint('answer:', answer)",
         "17 records; [('negative', 9), ('positive', 6), ('mixed and unclear', 2)]\nanswer: 9",
         "FINAL(9)",
+    ),
+    "yesno": (
+        "How many of the reviews complain about the battery (its life, charging or heat)? Give your final answer as a number.",
+        _TEXTS + "labels = ['yes', 'no']  # the question names no labels: each review gets a yes or a no\n"
+        "about = 'Does this review complain about the battery (its life, charging or heat)?'  # the question's own words, asked of one review\n"
+        "found = llm_classify(texts, labels, about)\n"
+        "counts = Counter(found)\nprint(counts.most_common())\n"
+        "answer = counts['yes']  # what the question asks: how many get a yes\nprint('answer:', answer)",
+        "[('no', 371), ('yes', 41)]\nanswer: 41",
+        "FINAL(41)",
     ),
 }
 
