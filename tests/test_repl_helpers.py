@@ -234,6 +234,14 @@ def test_small_prompt_shows_the_worked_example_of_the_query_shape():
     assert all(f"`{h}(" in std for h in ("grep", "search", "chunks", "llm_map", "llm_classify", "llm_reduce", "summarize"))
 
 
+def test_counter_and_defaultdict_are_pre_imported(scripted):
+    """The embedded root dropped the example's `from collections import Counter` line and sent
+    the same block (NameError) until the run stopped with status "repeated"."""
+    code = "c = Counter(['a', 'a', 'b'])\nd = defaultdict(list)\nd['x'].append(1)\nprint(c['a'], dict(d))"
+    res, _ = _run(scripted, [repl(code), "FINAL(done)"])
+    assert _cells(res)[0].strip() == "2 {'x': [1]}"
+
+
 def test_a_task_helper_name_rebound_by_the_model_keeps_its_value(scripted):
     """`parts = chunks(...)` is fine, and so is `chunks = chunks(...)`: a rebound task helper is
     the model's variable (only deleting it brings the helper back); protocol helpers such as

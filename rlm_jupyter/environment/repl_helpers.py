@@ -23,6 +23,7 @@ one line per row, so that a cell ending in ``grep(...)`` shows readable output.
 from __future__ import annotations
 
 import re
+from collections import Counter, defaultdict
 from typing import Any, Callable
 
 CHUNK_CHARS = 4000
@@ -273,4 +274,8 @@ def make_helpers(request: Callable[..., Any], namespace: Callable[[], dict]) -> 
         "llm_classify": llm_classify,
         "llm_reduce": llm_reduce,
         "summarize": summarize,
+        # pre-imported: a small root that drops the example's import line otherwise repeats the
+        # same NameError until the run stops (seen: status "repeated" on a counting task)
+        "Counter": Counter,
+        "defaultdict": defaultdict,
     }
