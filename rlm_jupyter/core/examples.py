@@ -153,7 +153,6 @@ _REVIEWS = (
 )
 
 # -- the counting example, in the variant the question's aggregate asks for ----------------------
-COUNT_KINDS = ("count", "most", "least", "compare", "filter", "yesno")
 _COMPARE = re.compile(r"\bsame (?:frequency|number|count)\b|\bmore (?:common|frequent)\b.*\bless (?:common|frequent)\b", re.I)
 _MOST = re.compile(r"\bmost (?:common|frequent)\b", re.I)
 _LEAST = re.compile(r"\bleast (?:common|frequent)\b", re.I)
@@ -177,16 +176,17 @@ def count_kind(query: str) -> str:
     return "count" if _NAMES_LABELS.search(q) else "yesno"
 
 
+_TEXTS = "texts = [line.split('Review: ', 1)[-1] for line in lines]\n"
+_LABELS = "labels = ['positive', 'negative', 'mixed and unclear']  # exactly as the question lists them\n"
 _CLASSIFY = (
-    "labels = ['positive', 'negative', 'mixed and unclear']  # exactly as the question lists them\n"
-    f"about = {_REVIEWS!r}  # the question's sentences that say what the labels are\n"
+    _LABELS
+    + f"about = {_REVIEWS!r}  # the question's sentences that say what the labels are\n"
     "found = llm_classify(texts, labels, about + ' Which label fits this review?')\n"
     "counts = Counter(found)\n"
 )
-_TEXTS = "texts = [line.split('Review: ', 1)[-1] for line in lines]\n"
 _COUNTS = "[('positive', 187), ('negative', 151), ('mixed and unclear', 74)]"
 _COMPARE_ANSWERS = "'more common than', 'less common than', 'same frequency as'"
-# kind -> (question, code after the label counts, its output, the final reply)
+# kind -> (question, the second turn's code after its Counter import, its output, the final reply)
 _COUNT_VARIANTS = {
     "count": (
         f"How many reviews in the data should be labelled 'negative'? {_REVIEWS} Give your final answer as a number.",
@@ -249,10 +249,7 @@ def count_example(kind: str) -> list[dict]:
     return _turns(question, "count", [_PEEK, ("from collections import Counter\n" + code, output)], final)
 
 
-COUNT_EXAMPLE = count_example("count")
-
 # -- the pairs example: one condition both users meet, or one for each user of a pair -----------
-PAIRS_KINDS = ("both", "one_other")
 _ONE_OTHER = re.compile(r"\bone (?:user|id|of them)\b.*\bthe other\b", re.I | re.S)
 
 
@@ -268,9 +265,9 @@ _PAIRS_TAIL = (
 )
 _LABELS_OF = (
     "import re\nfrom collections import defaultdict\n"
-    "texts = [line.split('Review: ', 1)[-1] for line in lines]\n"
-    "labels = ['positive', 'negative', 'mixed and unclear']  # exactly as the question lists them\n"
-    "about = 'Each text is one record; its label is one of: ' + ', '.join(labels) + '.'\n"
+    + _TEXTS
+    + _LABELS
+    + "about = 'Each text is one record; its label is one of: ' + ', '.join(labels) + '.'\n"
     "found = llm_classify(texts, labels, about + ' Which label fits this text?')\n"
     "labels_of = defaultdict(list)  # user -> the labels of their records\nfor line, label in zip(lines, found):\n"
     "    labels_of[re.search(r'User: (\\d+)', line).group(1)].append(label)\n"
@@ -305,8 +302,6 @@ def pairs_example(kind: str) -> list[dict]:
     question, code, output = _PAIRS_VARIANTS[kind]
     return _turns(question, "pairs", [_PEEK, (code, output)], "FINAL_VAR(result)")
 
-
-PAIRS_EXAMPLE = pairs_example("both")
 
 MULTIHOP_EXAMPLE = _turns(
     "In which town was the author of the novel 'The Glass Orchard' born?",
